@@ -1,0 +1,135 @@
+/**
+ * The one error table of Samsa. Every domain error carries an {@link ErrorCode}; the table gives
+ * each code its retriable flag, its gRPC status and a default message. Mapping to gRPC happens in
+ * exactly one place at the server boundary (added with the gRPC services); handlers and storage
+ * only ever throw {@link SamsaError}.
+ */
+
+/** gRPC status codes used by the table (numeric values from grpc's status.proto). */
+export const GrpcStatus = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+} as const;
+export type GrpcStatusCode = (typeof GrpcStatus)[keyof typeof GrpcStatus];
+
+/** Domain error codes. Numeric values are stable: they travel on the wire. */
+export enum ErrorCode {
+  NONE = 0,
+  UNKNOWN = 1,
+  UNKNOWN_TOPIC_OR_PARTITION = 2,
+  NOT_LEADER = 3,
+  LEADER_NOT_AVAILABLE = 4,
+  NOT_ENOUGH_REPLICAS = 5,
+  OFFSET_OUT_OF_RANGE = 6,
+  CORRUPT_MESSAGE = 7,
+  MESSAGE_TOO_LARGE = 8,
+  INVALID_TOPIC = 9,
+  TOPIC_ALREADY_EXISTS = 10,
+  FENCED_LEADER_EPOCH = 11,
+  NOT_CONTROLLER = 12,
+  REBALANCE_IN_PROGRESS = 13,
+  ILLEGAL_GENERATION = 14,
+  UNKNOWN_MEMBER = 15,
+  INVALID_REQUEST = 16,
+  REQUEST_TIMED_OUT = 17,
+  UNSUPPORTED_COMPRESSION_TYPE = 18,
+  KAFKA_STORAGE_ERROR = 19,
+  INVALID_CONFIG = 20,
+  INVALID_PARTITIONS = 21,
+  INVALID_REPLICATION_FACTOR = 22,
+  UNKNOWN_LEADER_EPOCH = 23,
+  NOT_ENOUGH_REPLICAS_AFTER_APPEND = 24,
+  INVALID_TIMESTAMP = 25,
+  POLICY_VIOLATION = 26,
+}
+
+/** One row of the error table. */
+export interface ErrorSpec {
+  /** A client may retry the same request (after a metadata refresh where it applies). */
+  readonly retriable: boolean;
+  /** The gRPC status a call-level error of this code is sent with. */
+  readonly grpcStatus: GrpcStatusCode;
+  /** Default human-readable message. */
+  readonly message: string;
+}
+
+const S = GrpcStatus;
+
+/** The table: code → retriable, gRPC status, message. */
+export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorSpec>> = Object.freeze({
+  [ErrorCode.NONE]: { retriable: false, grpcStatus: S.OK, message: "no error" },
+  [ErrorCode.UNKNOWN]: { retriable: false, grpcStatus: S.UNKNOWN, message: "unexpected server error" },
+  [ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]: { retriable: true, grpcStatus: S.NOT_FOUND, message: "this server does not host this topic-partition" },
+  [ErrorCode.NOT_LEADER]: { retriable: true, grpcStatus: S.FAILED_PRECONDITION, message: "this server is not the leader for that topic-partition" },
+  [ErrorCode.LEADER_NOT_AVAILABLE]: { retriable: true, grpcStatus: S.UNAVAILABLE, message: "there is no leader for this topic-partition" },
+  [ErrorCode.NOT_ENOUGH_REPLICAS]: { retriable: true, grpcStatus: S.UNAVAILABLE, message: "fewer in-sync replicas than min.insync.replicas" },
+  [ErrorCode.OFFSET_OUT_OF_RANGE]: { retriable: false, grpcStatus: S.OUT_OF_RANGE, message: "the requested offset is not within the range of offsets kept" },
+  [ErrorCode.CORRUPT_MESSAGE]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the record batch is malformed or fails its CRC" },
+  [ErrorCode.MESSAGE_TOO_LARGE]: { retriable: false, grpcStatus: S.RESOURCE_EXHAUSTED, message: "the record batch is larger than the maximum allowed" },
+  [ErrorCode.INVALID_TOPIC]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the topic name is invalid" },
+  [ErrorCode.TOPIC_ALREADY_EXISTS]: { retriable: false, grpcStatus: S.ALREADY_EXISTS, message: "the topic already exists" },
+  [ErrorCode.FENCED_LEADER_EPOCH]: { retriable: true, grpcStatus: S.FAILED_PRECONDITION, message: "the leader epoch in the request is older than the broker's" },
+  [ErrorCode.NOT_CONTROLLER]: { retriable: true, grpcStatus: S.FAILED_PRECONDITION, message: "this is not the active controller" },
+  [ErrorCode.REBALANCE_IN_PROGRESS]: { retriable: true, grpcStatus: S.ABORTED, message: "the group is rebalancing" },
+  [ErrorCode.ILLEGAL_GENERATION]: { retriable: false, grpcStatus: S.FAILED_PRECONDITION, message: "the group generation is not current" },
+  [ErrorCode.UNKNOWN_MEMBER]: { retriable: false, grpcStatus: S.NOT_FOUND, message: "the member is not known to the group" },
+  [ErrorCode.INVALID_REQUEST]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the request is malformed" },
+  [ErrorCode.REQUEST_TIMED_OUT]: { retriable: true, grpcStatus: S.DEADLINE_EXCEEDED, message: "the request timed out" },
+  [ErrorCode.UNSUPPORTED_COMPRESSION_TYPE]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the compression type is not supported" },
+  [ErrorCode.KAFKA_STORAGE_ERROR]: { retriable: true, grpcStatus: S.UNAVAILABLE, message: "disk error while accessing the log" },
+  [ErrorCode.INVALID_CONFIG]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the configuration is invalid" },
+  [ErrorCode.INVALID_PARTITIONS]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the number of partitions is invalid" },
+  [ErrorCode.INVALID_REPLICATION_FACTOR]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the replication factor is invalid" },
+  [ErrorCode.UNKNOWN_LEADER_EPOCH]: { retriable: true, grpcStatus: S.FAILED_PRECONDITION, message: "the leader epoch in the request is newer than the broker's" },
+  [ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND]: { retriable: true, grpcStatus: S.UNAVAILABLE, message: "the batch was written but the ISR shrank below min.insync.replicas" },
+  [ErrorCode.INVALID_TIMESTAMP]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the timestamp is invalid" },
+  [ErrorCode.POLICY_VIOLATION]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the request violates a cluster policy" },
+});
+
+/** A typed domain error: what every operating condition (bad input, wrong leader, ...) throws. */
+export class SamsaError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ERROR_TABLE[code].message, options);
+    this.name = "SamsaError";
+    this.code = code;
+  }
+
+  /** Whether a client may retry the request that failed with this error. */
+  get retriable(): boolean {
+    return ERROR_TABLE[this.code].retriable;
+  }
+
+  /** The code's name, for logs and messages. */
+  get codeName(): string {
+    return ErrorCode[this.code];
+  }
+}
+
+/** True when `err` is a {@link SamsaError} with the given code. */
+export function isSamsaError(err: unknown, code?: ErrorCode): err is SamsaError {
+  return err instanceof SamsaError && (code === undefined || err.code === code);
+}
+
+/**
+ * An invariant check (TIGER_STYLE): a broken invariant is a bug, so it crashes loudly instead of
+ * being reported as a request error.
+ */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`assertion failed: ${message}`);
+}
