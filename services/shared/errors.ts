@@ -72,32 +72,136 @@ const S = GrpcStatus;
 /** The table: code → retriable, gRPC status, message. */
 export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorSpec>> = Object.freeze({
   [ErrorCode.NONE]: { retriable: false, grpcStatus: S.OK, message: "no error" },
-  [ErrorCode.UNKNOWN]: { retriable: false, grpcStatus: S.UNKNOWN, message: "unexpected server error" },
-  [ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]: { retriable: true, grpcStatus: S.NOT_FOUND, message: "this server does not host this topic-partition" },
-  [ErrorCode.NOT_LEADER]: { retriable: true, grpcStatus: S.FAILED_PRECONDITION, message: "this server is not the leader for that topic-partition" },
-  [ErrorCode.LEADER_NOT_AVAILABLE]: { retriable: true, grpcStatus: S.UNAVAILABLE, message: "there is no leader for this topic-partition" },
-  [ErrorCode.NOT_ENOUGH_REPLICAS]: { retriable: true, grpcStatus: S.UNAVAILABLE, message: "fewer in-sync replicas than min.insync.replicas" },
-  [ErrorCode.OFFSET_OUT_OF_RANGE]: { retriable: false, grpcStatus: S.OUT_OF_RANGE, message: "the requested offset is not within the range of offsets kept" },
-  [ErrorCode.CORRUPT_MESSAGE]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the record batch is malformed or fails its CRC" },
-  [ErrorCode.MESSAGE_TOO_LARGE]: { retriable: false, grpcStatus: S.RESOURCE_EXHAUSTED, message: "the record batch is larger than the maximum allowed" },
-  [ErrorCode.INVALID_TOPIC]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the topic name is invalid" },
-  [ErrorCode.TOPIC_ALREADY_EXISTS]: { retriable: false, grpcStatus: S.ALREADY_EXISTS, message: "the topic already exists" },
-  [ErrorCode.FENCED_LEADER_EPOCH]: { retriable: true, grpcStatus: S.FAILED_PRECONDITION, message: "the leader epoch in the request is older than the broker's" },
-  [ErrorCode.NOT_CONTROLLER]: { retriable: true, grpcStatus: S.FAILED_PRECONDITION, message: "this is not the active controller" },
-  [ErrorCode.REBALANCE_IN_PROGRESS]: { retriable: true, grpcStatus: S.ABORTED, message: "the group is rebalancing" },
-  [ErrorCode.ILLEGAL_GENERATION]: { retriable: false, grpcStatus: S.FAILED_PRECONDITION, message: "the group generation is not current" },
-  [ErrorCode.UNKNOWN_MEMBER]: { retriable: false, grpcStatus: S.NOT_FOUND, message: "the member is not known to the group" },
-  [ErrorCode.INVALID_REQUEST]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the request is malformed" },
-  [ErrorCode.REQUEST_TIMED_OUT]: { retriable: true, grpcStatus: S.DEADLINE_EXCEEDED, message: "the request timed out" },
-  [ErrorCode.UNSUPPORTED_COMPRESSION_TYPE]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the compression type is not supported" },
-  [ErrorCode.KAFKA_STORAGE_ERROR]: { retriable: true, grpcStatus: S.UNAVAILABLE, message: "disk error while accessing the log" },
-  [ErrorCode.INVALID_CONFIG]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the configuration is invalid" },
-  [ErrorCode.INVALID_PARTITIONS]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the number of partitions is invalid" },
-  [ErrorCode.INVALID_REPLICATION_FACTOR]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the replication factor is invalid" },
-  [ErrorCode.UNKNOWN_LEADER_EPOCH]: { retriable: true, grpcStatus: S.FAILED_PRECONDITION, message: "the leader epoch in the request is newer than the broker's" },
-  [ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND]: { retriable: true, grpcStatus: S.UNAVAILABLE, message: "the batch was written but the ISR shrank below min.insync.replicas" },
-  [ErrorCode.INVALID_TIMESTAMP]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the timestamp is invalid" },
-  [ErrorCode.POLICY_VIOLATION]: { retriable: false, grpcStatus: S.INVALID_ARGUMENT, message: "the request violates a cluster policy" },
+  [ErrorCode.UNKNOWN]: {
+    retriable: false,
+    grpcStatus: S.UNKNOWN,
+    message: "unexpected server error",
+  },
+  [ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]: {
+    retriable: true,
+    grpcStatus: S.NOT_FOUND,
+    message: "this server does not host this topic-partition",
+  },
+  [ErrorCode.NOT_LEADER]: {
+    retriable: true,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "this server is not the leader for that topic-partition",
+  },
+  [ErrorCode.LEADER_NOT_AVAILABLE]: {
+    retriable: true,
+    grpcStatus: S.UNAVAILABLE,
+    message: "there is no leader for this topic-partition",
+  },
+  [ErrorCode.NOT_ENOUGH_REPLICAS]: {
+    retriable: true,
+    grpcStatus: S.UNAVAILABLE,
+    message: "fewer in-sync replicas than min.insync.replicas",
+  },
+  [ErrorCode.OFFSET_OUT_OF_RANGE]: {
+    retriable: false,
+    grpcStatus: S.OUT_OF_RANGE,
+    message: "the requested offset is not within the range of offsets kept",
+  },
+  [ErrorCode.CORRUPT_MESSAGE]: {
+    retriable: false,
+    grpcStatus: S.INVALID_ARGUMENT,
+    message: "the record batch is malformed or fails its CRC",
+  },
+  [ErrorCode.MESSAGE_TOO_LARGE]: {
+    retriable: false,
+    grpcStatus: S.RESOURCE_EXHAUSTED,
+    message: "the record batch is larger than the maximum allowed",
+  },
+  [ErrorCode.INVALID_TOPIC]: {
+    retriable: false,
+    grpcStatus: S.INVALID_ARGUMENT,
+    message: "the topic name is invalid",
+  },
+  [ErrorCode.TOPIC_ALREADY_EXISTS]: {
+    retriable: false,
+    grpcStatus: S.ALREADY_EXISTS,
+    message: "the topic already exists",
+  },
+  [ErrorCode.FENCED_LEADER_EPOCH]: {
+    retriable: true,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "the leader epoch in the request is older than the broker's",
+  },
+  [ErrorCode.NOT_CONTROLLER]: {
+    retriable: true,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "this is not the active controller",
+  },
+  [ErrorCode.REBALANCE_IN_PROGRESS]: {
+    retriable: true,
+    grpcStatus: S.ABORTED,
+    message: "the group is rebalancing",
+  },
+  [ErrorCode.ILLEGAL_GENERATION]: {
+    retriable: false,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "the group generation is not current",
+  },
+  [ErrorCode.UNKNOWN_MEMBER]: {
+    retriable: false,
+    grpcStatus: S.NOT_FOUND,
+    message: "the member is not known to the group",
+  },
+  [ErrorCode.INVALID_REQUEST]: {
+    retriable: false,
+    grpcStatus: S.INVALID_ARGUMENT,
+    message: "the request is malformed",
+  },
+  [ErrorCode.REQUEST_TIMED_OUT]: {
+    retriable: true,
+    grpcStatus: S.DEADLINE_EXCEEDED,
+    message: "the request timed out",
+  },
+  [ErrorCode.UNSUPPORTED_COMPRESSION_TYPE]: {
+    retriable: false,
+    grpcStatus: S.INVALID_ARGUMENT,
+    message: "the compression type is not supported",
+  },
+  [ErrorCode.KAFKA_STORAGE_ERROR]: {
+    retriable: true,
+    grpcStatus: S.UNAVAILABLE,
+    message: "disk error while accessing the log",
+  },
+  [ErrorCode.INVALID_CONFIG]: {
+    retriable: false,
+    grpcStatus: S.INVALID_ARGUMENT,
+    message: "the configuration is invalid",
+  },
+  [ErrorCode.INVALID_PARTITIONS]: {
+    retriable: false,
+    grpcStatus: S.INVALID_ARGUMENT,
+    message: "the number of partitions is invalid",
+  },
+  [ErrorCode.INVALID_REPLICATION_FACTOR]: {
+    retriable: false,
+    grpcStatus: S.INVALID_ARGUMENT,
+    message: "the replication factor is invalid",
+  },
+  [ErrorCode.UNKNOWN_LEADER_EPOCH]: {
+    retriable: true,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "the leader epoch in the request is newer than the broker's",
+  },
+  [ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND]: {
+    retriable: true,
+    grpcStatus: S.UNAVAILABLE,
+    message: "the batch was written but the ISR shrank below min.insync.replicas",
+  },
+  [ErrorCode.INVALID_TIMESTAMP]: {
+    retriable: false,
+    grpcStatus: S.INVALID_ARGUMENT,
+    message: "the timestamp is invalid",
+  },
+  [ErrorCode.POLICY_VIOLATION]: {
+    retriable: false,
+    grpcStatus: S.INVALID_ARGUMENT,
+    message: "the request violates a cluster policy",
+  },
 });
 
 /** A typed domain error: what every operating condition (bad input, wrong leader, ...) throws. */

@@ -150,7 +150,12 @@ export function validateBatch(buf: Buffer, pos = 0, options: ValidateOptions = {
  * Stamps the base offset and leader epoch into the batch at `pos` in place. Both fields lie
  * outside the CRC'd region, so the CRC stays valid.
  */
-export function stampBatch(buf: Buffer, pos: number, baseOffset: number, leaderEpoch: number): void {
+export function stampBatch(
+  buf: Buffer,
+  pos: number,
+  baseOffset: number,
+  leaderEpoch: number,
+): void {
   buf.writeBigInt64BE(BigInt(baseOffset), pos + BASE_OFFSET_OFFSET);
   buf.writeInt32BE(leaderEpoch, pos + PARTITION_LEADER_EPOCH_OFFSET);
 }
