@@ -1,5 +1,5 @@
 /**
- * Byte-level fixtures of the record batch format (docs/format.md §8 walks through FIXTURE_HEX
+ * Byte-level fixtures of the record batch format (docs/format.md §9 walks through FIXTURE_HEX
  * byte by byte), round trips for every codec, and base offset / leader epoch stamping.
  */
 import assert from "node:assert/strict";
@@ -96,14 +96,21 @@ function expected(records: ProducerRecord[], baseOffset: number, now: number) {
     timestamp: r.timestamp ?? now,
     key: r.key?.toString("hex") ?? null,
     value: r.value?.toString("hex") ?? null,
-    headers: (r.headers ?? []).map((h) => ({ key: h.key, value: h.value?.toString("hex") ?? null })),
+    headers: (r.headers ?? []).map((h) => ({
+      key: h.key,
+      value: h.value?.toString("hex") ?? null,
+    })),
   }));
 }
 
 function assertCode(fn: () => unknown, code: ErrorCode): void {
   assert.throws(fn, (err: unknown) => {
     assert.ok(err instanceof SamsaError, `expected a SamsaError, got ${String(err)}`);
-    assert.equal(err.code, code, `expected ${ErrorCode[code]}, got ${err.codeName}: ${err.message}`);
+    assert.equal(
+      err.code,
+      code,
+      `expected ${ErrorCode[code]}, got ${err.codeName}: ${err.message}`,
+    );
     return true;
   });
 }
@@ -140,6 +147,17 @@ describe("record batch byte fixture", () => {
       },
       { offset: 1, timestamp: T0 + 5, key: null, value: "776f726c64", headers: [] },
     ]);
+  });
+
+  it("stamping offset 1000 / epoch 7 changes only bytes 0-7 and 12-15 (docs/format.md §9)", () => {
+    const batch = Buffer.from(FIXTURE_HEX, "hex");
+    stampBatch(batch, 0, 1000, 7);
+    const stamped = `00000000000003e8${FIXTURE_HEX.slice(16, 24)}00000007${FIXTURE_HEX.slice(32)}`;
+    assert.equal(batch.toString("hex"), stamped);
+    assert.deepEqual(
+      decodeBatch(batch).records.map((r) => r.offset),
+      [1000, 1001],
+    );
   });
 
   it("decodes at a position inside a larger buffer", () => {

@@ -146,8 +146,9 @@ function gunzipBounded(data: Buffer, max: number): Buffer {
 
 // ---------------------------------------------------------------------------------------------
 // LZ4 frames. lz4-napi decompresses a whole frame with no output bound, so the frame's block
-// headers are walked first: each compressed block expands to at most the frame's block maximum
-// size, which bounds the output before any of it is produced.
+// headers are walked first: a compressed block expands to at most the frame's block maximum
+// size, and to at most 255 times its own size (LZ4's largest expansion: one extension byte adds
+// at most 255 bytes of match length). That bounds the output before any of it is produced.
 
 const LZ4_FRAME_MAGIC = 0x184d2204;
 const LZ4_SKIPPABLE_MAGIC_BASE = 0x184d2a50;
@@ -160,6 +161,8 @@ const LZ4_FLG_CONTENT_CHECKSUM = 0x04;
 const LZ4_FLG_RESERVED = 0x02;
 const LZ4_FLG_DICT_ID = 0x01;
 const LZ4_BLOCK_UNCOMPRESSED = 0x8000_0000;
+/** Largest ratio of decompressed to compressed size for one LZ4 block. */
+const LZ4_BLOCK_EXPANSION_MAX = 255;
 /** Block maximum sizes by the BD byte's bits 6–4 (4 → 64 KiB … 7 → 4 MiB). */
 const LZ4_BLOCK_MAX_BYTES: Readonly<Record<number, number>> = {
   4: 64 * 1024,
@@ -176,7 +179,8 @@ function lz4FrameDecompress(data: Buffer, max: number): Buffer {
 
 /**
  * Walks the LZ4 frames in `data` without decompressing and returns an upper bound on their
- * decompressed size. Throws CORRUPT_MESSAGE on a structurally broken frame.
+ * decompressed size (at most one block maximum, 64 KiB–4 MiB, above the real size).
+ * Throws CORRUPT_MESSAGE on a structurally broken frame.
  */
 export function lz4FramesOutputBound(data: Buffer): number {
   let pos = 0;
@@ -185,7 +189,7 @@ export function lz4FramesOutputBound(data: Buffer): number {
   while (pos < data.length) {
     need(data, pos, 4);
     const magic = data.readUInt32LE(pos);
-    if (((magic & LZ4_SKIPPABLE_MAGIC_MASK) >>> 0) === LZ4_SKIPPABLE_MAGIC_BASE) {
+    if ((magic & LZ4_SKIPPABLE_MAGIC_MASK) >>> 0 === LZ4_SKIPPABLE_MAGIC_BASE) {
       need(data, pos, 8);
       pos += 8 + data.readUInt32LE(pos + 4);
       if (pos > data.length) throw corrupt("LZ4 skippable frame truncated");
@@ -225,7 +229,8 @@ function lz4FrameBound(data: Buffer, start: number): { bound: number; end: numbe
     if (word === 0) break; // end mark
     const size = (word & ~LZ4_BLOCK_UNCOMPRESSED) >>> 0;
     if (size > blockMax) throw corrupt(`LZ4 block of ${size} bytes exceeds ${blockMax}`);
-    bound += word & LZ4_BLOCK_UNCOMPRESSED ? size : blockMax;
+    bound +=
+      word & LZ4_BLOCK_UNCOMPRESSED ? size : Math.min(blockMax, size * LZ4_BLOCK_EXPANSION_MAX);
     pos += size + blockChecksumBytes;
     if (pos > data.length) throw corrupt("LZ4 block truncated");
   }

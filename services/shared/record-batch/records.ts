@@ -20,13 +20,7 @@
 import { ErrorCode, SamsaError } from "../errors.js";
 import { type BatchHeader, timestampTypeOf } from "./header.js";
 import { TimestampType } from "./layout.js";
-import {
-  ByteReader,
-  varintSize,
-  varlongSize,
-  writeVarint,
-  writeVarlong,
-} from "./varint.js";
+import { ByteReader, varintSize, varlongSize, writeVarint, writeVarlong } from "./varint.js";
 
 /** One record header: a UTF-8 key and an optional value. */
 export interface RecordHeader {
