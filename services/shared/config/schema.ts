@@ -1,0 +1,290 @@
+/**
+ * The declarative schema of every configuration key of every Samsa service, with Kafka's dotted
+ * names. Each key says its type, default, bounds, documentation and which services read it; the
+ * loader (`loader.ts`) is generic over this table and `docs/configuration.md` mirrors it.
+ */
+import {
+  FILE_DELETE_DELAY_MS_DEFAULT,
+  INDEX_INTERVAL_BYTES_DEFAULT,
+  MAX_MESSAGE_BYTES_DEFAULT,
+  SEGMENT_BYTES_DEFAULT,
+  SEGMENT_BYTES_MAX,
+  SEGMENT_BYTES_MIN,
+  SEGMENT_INDEX_BYTES_DEFAULT,
+  UNLIMITED,
+} from "../../broker/log/log-config.js";
+import {
+  FLUSH_SCHEDULER_INTERVAL_MS_DEFAULT,
+  RECOVERY_CONCURRENCY_DEFAULT,
+  RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+} from "../../broker/log/log-manager.js";
+import { BATCH_BYTES_MAX, BATCH_HEADER_BYTES } from "../record-batch/layout.js";
+
+/** The services a key can apply to. */
+export type ServiceName = "broker" | "controller" | "gateway";
+
+/** Value types: `int` is 32-bit, `long` any safe integer, `list` comma-separated strings. */
+export type KeyType = "int" | "long" | "bool" | "string" | "list" | "enum";
+
+/** A parsed configuration value. */
+export type ConfigValue = number | boolean | string | readonly string[];
+
+/** One configuration key. */
+export interface ConfigKey {
+  /** Kafka's dotted name, e.g. `log.retention.ms`. */
+  readonly name: string;
+  readonly type: KeyType;
+  /** Default value; absent means "unset" (or required, with {@link ConfigKey.required}). */
+  readonly default?: ConfigValue;
+  /** Defaults that differ per service (e.g. ports); win over {@link ConfigKey.default}. */
+  readonly serviceDefaults?: Partial<Readonly<Record<ServiceName, ConfigValue>>>;
+  /** The service refuses to start without a value. */
+  readonly required?: boolean;
+  /** Inclusive bounds of numeric types. */
+  readonly min?: number;
+  readonly max?: number;
+  /** Allowed values of `enum` keys (matched case-insensitively). */
+  readonly choices?: readonly string[];
+  /** Numbers beyond the safe range (Kafka's Long.MAX_VALUE) mean {@link UNLIMITED}. */
+  readonly maxMeansUnlimited?: boolean;
+  /** Extra check on a parsed value: returns why it is invalid, or undefined. */
+  readonly check?: (value: ConfigValue) => string | undefined;
+  /** Other accepted names (Kafka synonyms), mapped to this key. */
+  readonly aliases?: readonly string[];
+  /**
+   * Keys of one group express one setting in different units (Kafka's `log.retention.ms|minutes|
+   * hours`). A source that sets any member replaces what lower-precedence sources set for the
+   * group; within one source the most specific member wins.
+   */
+  readonly group?: string;
+  /** Unit shown in the docs (`ms`, `bytes`, ...). */
+  readonly unit?: string;
+  /** One or two sentences for the docs. */
+  readonly doc: string;
+  readonly services: readonly ServiceName[];
+}
+
+/** Every service. */
+export const ALL_SERVICES: readonly ServiceName[] = ["broker", "controller", "gateway"];
+const BROKER: readonly ServiceName[] = ["broker"];
+const BROKER_CONTROLLER: readonly ServiceName[] = ["broker", "controller"];
+const CONTROLLER: readonly ServiceName[] = ["controller"];
+const GATEWAY: readonly ServiceName[] = ["gateway"];
+
+/** Largest 32-bit signed integer (Kafka's `int`). */
+export const INT_MAX = 2 ** 31 - 1;
+/** Largest TCP port. */
+export const PORT_MAX = 65_535;
+/** Default `log.retention.hours`: 7 days, Kafka's. */
+export const LOG_RETENTION_HOURS_DEFAULT = 168;
+/** Default `log.roll.hours`: 7 days, Kafka's. */
+export const LOG_ROLL_HOURS_DEFAULT = 168;
+/** Default `socket.request.max.bytes`: 100 MiB, Kafka's. */
+export const SOCKET_REQUEST_MAX_BYTES_DEFAULT = 100 * 1024 * 1024;
+/** Default `replica.lag.time.max.ms`: 30 s, Kafka's. */
+export const REPLICA_LAG_TIME_MAX_MS_DEFAULT = 30_000;
+/** Default `broker.session.timeout.ms` (the etcd lease TTL of a broker's registration). */
+export const BROKER_SESSION_TIMEOUT_MS_DEFAULT = 6000;
+/** Smallest `broker.session.timeout.ms`: etcd leases are granted in whole seconds. */
+export const BROKER_SESSION_TIMEOUT_MS_MIN = 1000;
+/** Default `etcd.connection.timeout.ms`. */
+export const ETCD_CONNECTION_TIMEOUT_MS_DEFAULT = 5000;
+/** Default `group.initial.rebalance.delay.ms`: 3 s, Kafka's. */
+export const GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT = 3000;
+/** Default `group.min.session.timeout.ms`: 6 s, Kafka's. */
+export const GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT = 6000;
+/** Default `group.max.session.timeout.ms`: 30 min, Kafka's. */
+export const GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT = 30 * 60 * 1000;
+/** Default gRPC listener of each service. */
+export const LISTENER_DEFAULTS: Readonly<Record<ServiceName, string>> = Object.freeze({
+  broker: "0.0.0.0:9092",
+  controller: "0.0.0.0:9093",
+  gateway: "0.0.0.0:9094",
+});
+/** Default `/metrics` port of each service. */
+export const METRICS_PORT_DEFAULTS: Readonly<Record<ServiceName, number>> = Object.freeze({
+  broker: 9101,
+  controller: 9102,
+  gateway: 9103,
+});
+
+/** A gRPC endpoint: what `listeners` and `advertised.listeners` parse to. */
+export interface HostPort {
+  /** Host name or address, IPv6 without brackets. */
+  readonly host: string;
+  /** TCP port; 0 in `listeners` = ephemeral (the service advertises the port it bound). */
+  readonly port: number;
+}
+
+/** Hosts meaning "every interface"; advertised as loopback unless said otherwise. */
+export const WILDCARD_HOSTS: ReadonlySet<string> = new Set(["", "0.0.0.0", "::"]);
+/** The host advertised in place of a wildcard host. */
+export const LOOPBACK_HOST = "127.0.0.1";
+
+const LISTENER_RE = /^(?:[A-Za-z_][A-Za-z0-9_]*:\/\/)?(\[[0-9A-Fa-f:.]+\]|[^:[\]\s/]*):(\d{1,5})$/;
+
+/** Parses `host:port`, `[v6]:port` or Kafka's `NAME://host:port`; a string says why not. */
+export function parseHostPort(text: string): HostPort | string {
+  const trimmed = text.trim();
+  if (trimmed.includes(",")) return "only one listener is supported";
+  const m = LISTENER_RE.exec(trimmed);
+  if (!m) return `"${text}" is not host:port or NAME://host:port`;
+  const port = Number(m[2]);
+  if (port > PORT_MAX) return `port ${port} is above ${PORT_MAX}`;
+  const host = m[1]!.startsWith("[") ? m[1]!.slice(1, -1) : m[1]!;
+  return { host: host === "" ? "0.0.0.0" : host, port };
+}
+
+/** `host:port` again, with brackets around IPv6 hosts (what gRPC's bind and dial take). */
+export function formatHostPort(hp: HostPort): string {
+  return hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
+}
+
+const listenerError = (v: ConfigValue) => {
+  const parsed = parseHostPort(String(v));
+  return typeof parsed === "string" ? parsed : undefined;
+};
+const optionalListenerError = (v: ConfigValue) => (v === "" ? undefined : listenerError(v));
+const nonZero = (v: ConfigValue) => (v === 0 ? "0 is not allowed (use -1 or > 0)" : undefined);
+const nonEmptyList = (v: ConfigValue) =>
+  Array.isArray(v) && v.length === 0 ? "the list is empty" : undefined;
+const clusterIdError = (v: ConfigValue) =>
+  /^[A-Za-z0-9._-]+$/.test(String(v)) ? undefined : "use letters, digits, '.', '_' or '-'";
+const prefixError = (v: ConfigValue) =>
+  /^\/[^\s]*[^/\s]$/.test(String(v)) ? undefined : "must start with '/' and not end with '/'";
+
+// biome-ignore format: one key per entry, kept compact so the schema reads as a table
+const common: ConfigKey[] = [
+  { name: "cluster.id", type: "string", default: "samsa", check: clusterIdError, services: ALL_SERVICES,
+    doc: "Name of the cluster; metadata lives under `<etcd.prefix>/<cluster.id>/`." },
+  { name: "etcd.endpoints", type: "list", default: ["http://127.0.0.1:2379"], check: nonEmptyList,
+    services: ALL_SERVICES, doc: "etcd client URLs (Kafka: `zookeeper.connect`)." },
+  { name: "etcd.connection.timeout.ms", type: "int", default: ETCD_CONNECTION_TIMEOUT_MS_DEFAULT,
+    min: 1, unit: "ms", services: ALL_SERVICES, doc: "How long a call to etcd may take." },
+  { name: "etcd.prefix", type: "string", default: "/samsa", check: prefixError,
+    services: ALL_SERVICES, doc: "Root of Samsa's keys in etcd." },
+  { name: "log.level", type: "enum", default: "info", choices: ["error", "warn", "info", "debug"],
+    services: ALL_SERVICES, doc: "Lowest level of the JSON log lines written." },
+  { name: "metrics.host", type: "string", default: "0.0.0.0", services: ALL_SERVICES,
+    doc: "Address the `/metrics` and `/healthz` HTTP server binds." },
+  { name: "metrics.port", type: "int", serviceDefaults: METRICS_PORT_DEFAULTS, min: 0,
+    max: PORT_MAX, services: ALL_SERVICES, doc: "Port of the metrics HTTP server; 0 = ephemeral." },
+  { name: "listeners", type: "string", serviceDefaults: LISTENER_DEFAULTS, check: listenerError,
+    services: ALL_SERVICES,
+    doc: "`host:port` the gRPC server binds; Kafka's `PLAINTEXT://host:port` is accepted." },
+  { name: "advertised.listeners", type: "string", default: "", check: optionalListenerError,
+    services: ALL_SERVICES,
+    doc: "`host:port` others connect to; default: `listeners` with 0.0.0.0 as 127.0.0.1." },
+];
+
+// biome-ignore format: one key per entry, kept compact so the schema reads as a table
+const topicDefaults: ConfigKey[] = [
+  { name: "num.partitions", type: "int", default: 1, min: 1, services: BROKER_CONTROLLER,
+    doc: "Partitions of a topic created without a count." },
+  { name: "default.replication.factor", type: "int", default: 1, min: 1, max: 32_767,
+    services: BROKER_CONTROLLER, doc: "Replicas of a topic created without a factor." },
+  { name: "min.insync.replicas", type: "int", default: 1, min: 1, services: BROKER_CONTROLLER,
+    doc: "Fewest in-sync replicas for an `acks=all` produce (topic default)." },
+  { name: "unclean.leader.election.enable", type: "bool", default: false,
+    services: BROKER_CONTROLLER, doc: "Elect an out-of-sync replica when no ISR member lives." },
+  { name: "delete.topic.enable", type: "bool", default: true, services: BROKER_CONTROLLER,
+    doc: "Whether DeleteTopics is allowed." },
+];
+
+// biome-ignore format: one key per entry, kept compact so the schema reads as a table
+const broker: ConfigKey[] = [
+  { name: "broker.id", type: "int", required: true, min: 0, services: BROKER,
+    doc: "Unique id of this broker." },
+  { name: "broker.rack", type: "string", default: "", services: BROKER,
+    doc: "Rack (or zone) of this broker, for replica placement; empty = none." },
+  { name: "log.dirs", type: "list", group: "log.dirs", check: nonEmptyList, services: BROKER,
+    doc: "Directories holding partition logs; wins over `log.dir`." },
+  { name: "log.dir", type: "string", default: "/tmp/samsa-logs", group: "log.dirs",
+    services: BROKER, doc: "The single log directory, when `log.dirs` is not set." },
+  { name: "log.retention.ms", type: "long", min: -1, check: nonZero, maxMeansUnlimited: true,
+    group: "log.retention", unit: "ms", services: BROKER,
+    doc: "Delete segments older than this; -1 = forever. Wins over minutes and hours." },
+  { name: "log.retention.minutes", type: "int", min: -1, check: nonZero, group: "log.retention",
+    unit: "min", services: BROKER, doc: "Retention in minutes; wins over hours." },
+  { name: "log.retention.hours", type: "int", default: LOG_RETENTION_HOURS_DEFAULT, min: -1,
+    check: nonZero, group: "log.retention", unit: "h", services: BROKER,
+    doc: "Retention in hours." },
+  { name: "log.retention.bytes", type: "long", default: UNLIMITED, min: -1,
+    maxMeansUnlimited: true, unit: "bytes", services: BROKER,
+    doc: "Delete oldest segments while a partition is larger; -1 = no limit." },
+  { name: "log.segment.bytes", type: "int", default: SEGMENT_BYTES_DEFAULT, min: SEGMENT_BYTES_MIN,
+    max: SEGMENT_BYTES_MAX, unit: "bytes", services: BROKER, doc: "Size at which a segment rolls." },
+  { name: "log.segment.ms", type: "long", min: 1, aliases: ["log.roll.ms"], group: "log.roll",
+    unit: "ms", services: BROKER, doc: "Age at which a segment rolls; wins over `log.roll.hours`." },
+  { name: "log.roll.hours", type: "int", default: LOG_ROLL_HOURS_DEFAULT, min: 1, group: "log.roll",
+    unit: "h", services: BROKER, doc: "Age at which a segment rolls, in hours." },
+  { name: "log.segment.jitter.ms", type: "long", default: 0, min: 0, unit: "ms",
+    aliases: ["log.roll.jitter.ms"], services: BROKER,
+    doc: "Random jitter subtracted from the roll age, so segments do not all roll at once." },
+  { name: "log.index.interval.bytes", type: "int", default: INDEX_INTERVAL_BYTES_DEFAULT, min: 0,
+    unit: "bytes", services: BROKER, doc: "Bytes of log between two offset-index entries." },
+  { name: "log.index.size.max.bytes", type: "int", default: SEGMENT_INDEX_BYTES_DEFAULT, min: 48,
+    unit: "bytes", services: BROKER, doc: "Size cap of one index file; a full index rolls." },
+  { name: "log.segment.delete.delay.ms", type: "long", default: FILE_DELETE_DELAY_MS_DEFAULT,
+    min: 0, unit: "ms", services: BROKER, doc: "Delay before a deleted segment's files go." },
+  { name: "log.retention.check.interval.ms", type: "long", min: 1, unit: "ms", services: BROKER,
+    default: RETENTION_CHECK_INTERVAL_MS_DEFAULT, doc: "How often retention is enforced." },
+  { name: "log.flush.interval.messages", type: "long", default: UNLIMITED, min: -1,
+    check: nonZero, maxMeansUnlimited: true, services: BROKER,
+    doc: "fsync after this many messages; -1 = leave it to time and the OS." },
+  { name: "log.flush.interval.ms", type: "long", default: UNLIMITED, min: -1,
+    maxMeansUnlimited: true, unit: "ms", services: BROKER,
+    doc: "fsync when the last flush is this old; -1 = never on a timer." },
+  { name: "log.flush.strict", type: "bool", default: false, services: BROKER,
+    doc: "fsync before an append is acknowledged (group commit)." },
+  { name: "log.flush.scheduler.interval.ms", type: "long", min: 1, unit: "ms", services: BROKER,
+    default: FLUSH_SCHEDULER_INTERVAL_MS_DEFAULT, doc: "How often `flush.ms` is checked." },
+  { name: "num.recovery.threads.per.data.dir", type: "int", default: RECOVERY_CONCURRENCY_DEFAULT,
+    min: 1, services: BROKER, doc: "Logs recovered in parallel at start-up." },
+  { name: "message.max.bytes", type: "int", default: MAX_MESSAGE_BYTES_DEFAULT,
+    min: BATCH_HEADER_BYTES, max: BATCH_BYTES_MAX, unit: "bytes", services: BROKER,
+    doc: "Largest record batch accepted (topic default of `max.message.bytes`)." },
+  { name: "socket.request.max.bytes", type: "int", default: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
+    min: 1, unit: "bytes", services: BROKER, doc: "Largest gRPC message received." },
+  { name: "replica.lag.time.max.ms", type: "long", default: REPLICA_LAG_TIME_MAX_MS_DEFAULT,
+    min: 1, unit: "ms", services: BROKER, doc: "A follower behind this long leaves the ISR." },
+  { name: "broker.session.timeout.ms", type: "long", default: BROKER_SESSION_TIMEOUT_MS_DEFAULT,
+    min: BROKER_SESSION_TIMEOUT_MS_MIN, unit: "ms", services: BROKER,
+    doc: "TTL of the broker's etcd lease: silent this long = dead." },
+];
+
+// biome-ignore format: one key per entry, kept compact so the schema reads as a table
+const controller: ConfigKey[] = [
+  { name: "controller.id", type: "string", default: "", services: CONTROLLER,
+    doc: "Id in the controller election; empty = `<hostname>-<pid>`." },
+];
+
+// biome-ignore format: one key per entry, kept compact so the schema reads as a table
+const gateway: ConfigKey[] = [
+  { name: "gateway.id", type: "string", default: "", services: GATEWAY,
+    doc: "Id of this gateway; empty = `<hostname>-<pid>`." },
+  { name: "group.initial.rebalance.delay.ms", type: "int", min: 0, unit: "ms", services: GATEWAY,
+    default: GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+    doc: "Wait for more members before the first rebalance of an empty group." },
+  { name: "group.min.session.timeout.ms", type: "int", min: 1, unit: "ms", services: GATEWAY,
+    default: GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT, doc: "Smallest member session allowed." },
+  { name: "group.max.session.timeout.ms", type: "int", min: 1, unit: "ms", services: GATEWAY,
+    default: GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT, doc: "Largest member session allowed." },
+];
+
+/** Every key of every service. */
+export const SAMSA_SCHEMA: readonly ConfigKey[] = Object.freeze([
+  ...common,
+  ...topicDefaults,
+  ...broker,
+  ...controller,
+  ...gateway,
+]);
+
+/** Names people bring from Kafka that Samsa spells differently: a hint for the error. */
+export const RENAMED_KEYS: Readonly<Record<string, string>> = Object.freeze({
+  "zookeeper.connect": "etcd.endpoints",
+  "zookeeper.connection.timeout.ms": "etcd.connection.timeout.ms",
+  "zookeeper.session.timeout.ms": "broker.session.timeout.ms",
+  "node.id": "broker.id",
+});

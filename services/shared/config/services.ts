@@ -1,0 +1,308 @@
+/**
+ * The typed, frozen configuration of each service, built from the generic loader's values:
+ * listeners parsed to host and port, Kafka's unit variants (`log.retention.hours|minutes|ms`)
+ * resolved to one number, ids defaulted. Constructors take these objects; nothing else reads
+ * the environment.
+ */
+import { hostname } from "node:os";
+import {
+  type LogConfig,
+  logConfigFromProperties,
+  UNLIMITED,
+  validateLogConfig,
+} from "../../broker/log/log-config.js";
+import { isSamsaError } from "../errors.js";
+import type { LogLevel } from "../logger.js";
+import { configError, type LoadedConfig, loadConfig } from "./loader.js";
+import {
+  type HostPort,
+  LOOPBACK_HOST,
+  parseHostPort,
+  SAMSA_SCHEMA,
+  type ServiceName,
+  WILDCARD_HOSTS,
+} from "./schema.js";
+
+/** Milliseconds in a minute and in an hour, for Kafka's `*.minutes` and `*.hours` keys. */
+const MINUTE_MS = 60_000;
+const HOUR_MS = 60 * MINUTE_MS;
+
+/** Environment as `process.env` has it. */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Keys every service reads (see docs/configuration.md for each one's default). */
+export interface CommonConfig {
+  /** `cluster.id`. Default "samsa". */
+  readonly clusterId: string;
+  /** `etcd.endpoints`. Default ["http://127.0.0.1:2379"]. */
+  readonly etcdEndpoints: readonly string[];
+  /** `etcd.connection.timeout.ms`. Default 5000. */
+  readonly etcdConnectionTimeoutMs: number;
+  /** `etcd.prefix`. Default "/samsa". */
+  readonly etcdPrefix: string;
+  /** `<etcd.prefix>/<cluster.id>/`: the root of this cluster's keys in etcd. */
+  readonly etcdClusterPrefix: string;
+  /** `log.level`. Default "info". */
+  readonly logLevel: LogLevel;
+  /** `metrics.host`. Default "0.0.0.0". */
+  readonly metricsHost: string;
+  /** `metrics.port`; 0 = ephemeral. Default 9101 / 9102 / 9103 (broker / controller / gateway). */
+  readonly metricsPort: number;
+  /** `listeners`: where the gRPC server binds. Default 0.0.0.0:9092 / 9093 / 9094. */
+  readonly listener: HostPort;
+  /**
+   * `advertised.listeners`: what others dial. Default `listener` with a wildcard host replaced
+   * by 127.0.0.1. Port 0 means "the port actually bound", which the service fills in at start.
+   */
+  readonly advertisedListener: HostPort;
+}
+
+/** Topic defaults the broker and the controller share. */
+export interface TopicDefaults {
+  /** `num.partitions`. Default 1. */
+  readonly numPartitions: number;
+  /** `default.replication.factor`. Default 1. */
+  readonly defaultReplicationFactor: number;
+  /** `min.insync.replicas`. Default 1. */
+  readonly minInsyncReplicas: number;
+  /** `unclean.leader.election.enable`. Default false. */
+  readonly uncleanLeaderElectionEnable: boolean;
+  /** `delete.topic.enable`. Default true. */
+  readonly deleteTopicEnable: boolean;
+}
+
+/** The broker's configuration. Log fields are the defaults topics override. */
+export interface BrokerConfig extends CommonConfig, TopicDefaults {
+  /** `broker.id` (required, ≥ 0). */
+  readonly brokerId: number;
+  /** `broker.rack`; undefined when empty. */
+  readonly brokerRack: string | undefined;
+  /** `log.dirs`, else [`log.dir`]. Default ["/tmp/samsa-logs"]. */
+  readonly logDirs: readonly string[];
+  /** `log.retention.ms`, else minutes, else hours, in ms; -1 = forever. Default 7 days. */
+  readonly logRetentionMs: number;
+  /** `log.retention.bytes`; -1 = no limit. */
+  readonly logRetentionBytes: number;
+  /** `log.segment.bytes`. Default 1 GiB. */
+  readonly logSegmentBytes: number;
+  /** `log.segment.ms` (`log.roll.ms`), else `log.roll.hours`, in ms. Default 7 days. */
+  readonly logSegmentMs: number;
+  /** `log.segment.jitter.ms` (`log.roll.jitter.ms`). Default 0. */
+  readonly logSegmentJitterMs: number;
+  /** `log.index.interval.bytes`. Default 4096. */
+  readonly logIndexIntervalBytes: number;
+  /** `log.index.size.max.bytes`. Default 10 MiB. */
+  readonly logIndexSizeMaxBytes: number;
+  /** `log.segment.delete.delay.ms`. Default 60000. */
+  readonly logSegmentDeleteDelayMs: number;
+  /** `log.retention.check.interval.ms`. Default 300000. */
+  readonly logRetentionCheckIntervalMs: number;
+  /** `log.flush.interval.messages`; -1 = none. */
+  readonly logFlushIntervalMessages: number;
+  /** `log.flush.interval.ms`; -1 = none. */
+  readonly logFlushIntervalMs: number;
+  /** `log.flush.strict`. Default false. */
+  readonly logFlushStrict: boolean;
+  /** `log.flush.scheduler.interval.ms`. Default 1000. */
+  readonly logFlushSchedulerIntervalMs: number;
+  /** `num.recovery.threads.per.data.dir`. Default 2. */
+  readonly numRecoveryThreadsPerDataDir: number;
+  /** `message.max.bytes`. Default 1048588. */
+  readonly messageMaxBytes: number;
+  /** `socket.request.max.bytes`. Default 104857600. */
+  readonly socketRequestMaxBytes: number;
+  /** `replica.lag.time.max.ms`. Default 30000. */
+  readonly replicaLagTimeMaxMs: number;
+  /** `broker.session.timeout.ms`: the etcd lease TTL. Default 6000. */
+  readonly brokerSessionTimeoutMs: number;
+}
+
+/** The controller's configuration. */
+export interface ControllerConfig extends CommonConfig, TopicDefaults {
+  /** `controller.id`. Default `<hostname>-<pid>`. */
+  readonly controllerId: string;
+}
+
+/** The gateway's configuration. */
+export interface GatewayConfig extends CommonConfig {
+  /** `gateway.id`. Default `<hostname>-<pid>`. */
+  readonly gatewayId: string;
+  /** `group.initial.rebalance.delay.ms`. Default 3000. */
+  readonly groupInitialRebalanceDelayMs: number;
+  /** `group.min.session.timeout.ms`. Default 6000. */
+  readonly groupMinSessionTimeoutMs: number;
+  /** `group.max.session.timeout.ms`. Default 1800000. */
+  readonly groupMaxSessionTimeoutMs: number;
+}
+
+/**
+ * Loads the broker's config from `argv` (`process.argv.slice(2)`), `env` (default
+ * `process.env`) and the file they name. Throws `INVALID_CONFIG` naming the bad key.
+ */
+export function loadBrokerConfig(argv?: readonly string[], env?: Env, cwd?: string): BrokerConfig {
+  const v = load("broker", argv, env, cwd);
+  const logDirs = (v.logDirs as readonly string[] | undefined) ?? [v.logDir as string];
+  if (new Set(logDirs).size !== logDirs.length) throw configError("log.dirs", "duplicate entry");
+  const config: BrokerConfig = {
+    ...common(v),
+    ...topicDefaults(v),
+    brokerId: v.brokerId as number,
+    brokerRack: (v.brokerRack as string) === "" ? undefined : (v.brokerRack as string),
+    logDirs: Object.freeze([...logDirs]),
+    // Kafka's precedence: ms, then minutes, then hours (which always has its default).
+    logRetentionMs:
+      toMs(v.logRetentionMs, 1) ??
+      toMs(v.logRetentionMinutes, MINUTE_MS) ??
+      toMs(v.logRetentionHours, HOUR_MS)!,
+    logRetentionBytes: v.logRetentionBytes as number,
+    logSegmentBytes: v.logSegmentBytes as number,
+    logSegmentMs: toMs(v.logSegmentMs, 1) ?? toMs(v.logRollHours, HOUR_MS)!,
+    logSegmentJitterMs: v.logSegmentJitterMs as number,
+    logIndexIntervalBytes: v.logIndexIntervalBytes as number,
+    logIndexSizeMaxBytes: v.logIndexSizeMaxBytes as number,
+    logSegmentDeleteDelayMs: v.logSegmentDeleteDelayMs as number,
+    logRetentionCheckIntervalMs: v.logRetentionCheckIntervalMs as number,
+    logFlushIntervalMessages: v.logFlushIntervalMessages as number,
+    logFlushIntervalMs: v.logFlushIntervalMs as number,
+    logFlushStrict: v.logFlushStrict as boolean,
+    logFlushSchedulerIntervalMs: v.logFlushSchedulerIntervalMs as number,
+    numRecoveryThreadsPerDataDir: v.numRecoveryThreadsPerDataDir as number,
+    messageMaxBytes: v.messageMaxBytes as number,
+    socketRequestMaxBytes: v.socketRequestMaxBytes as number,
+    replicaLagTimeMaxMs: v.replicaLagTimeMaxMs as number,
+    brokerSessionTimeoutMs: v.brokerSessionTimeoutMs as number,
+  };
+  try {
+    brokerLogConfig(config);
+  } catch (err) {
+    if (!isSamsaError(err)) throw err;
+    throw configError("log.*", err.message);
+  }
+  return Object.freeze(config);
+}
+
+/** Loads the controller's config; see {@link loadBrokerConfig}. */
+export function loadControllerConfig(
+  argv?: readonly string[],
+  env?: Env,
+  cwd?: string,
+): ControllerConfig {
+  const v = load("controller", argv, env, cwd);
+  return Object.freeze({
+    ...common(v),
+    ...topicDefaults(v),
+    controllerId: (v.controllerId as string) || defaultId(),
+  });
+}
+
+/** Loads the gateway's config; see {@link loadBrokerConfig}. */
+export function loadGatewayConfig(
+  argv?: readonly string[],
+  env?: Env,
+  cwd?: string,
+): GatewayConfig {
+  const v = load("gateway", argv, env, cwd);
+  const config: GatewayConfig = {
+    ...common(v),
+    gatewayId: (v.gatewayId as string) || defaultId(),
+    groupInitialRebalanceDelayMs: v.groupInitialRebalanceDelayMs as number,
+    groupMinSessionTimeoutMs: v.groupMinSessionTimeoutMs as number,
+    groupMaxSessionTimeoutMs: v.groupMaxSessionTimeoutMs as number,
+  };
+  if (config.groupMinSessionTimeoutMs > config.groupMaxSessionTimeoutMs) {
+    throw configError("group.min.session.timeout.ms", "is above group.max.session.timeout.ms");
+  }
+  return Object.freeze(config);
+}
+
+/**
+ * The broker's `log.*` defaults as a per-topic {@link LogConfig} (what a topic without overrides
+ * gets), validated and frozen.
+ */
+export function brokerLogConfig(c: BrokerConfig): LogConfig {
+  return validateLogConfig({
+    segmentBytes: c.logSegmentBytes,
+    segmentMs: c.logSegmentMs,
+    segmentJitterMs: c.logSegmentJitterMs,
+    indexIntervalBytes: c.logIndexIntervalBytes,
+    segmentIndexBytes: c.logIndexSizeMaxBytes,
+    retentionMs: c.logRetentionMs,
+    retentionBytes: c.logRetentionBytes,
+    flushMessages: c.logFlushIntervalMessages,
+    flushMs: c.logFlushIntervalMs,
+    flushStrict: c.logFlushStrict,
+    maxMessageBytes: c.messageMaxBytes,
+    fileDeleteDelayMs: c.logSegmentDeleteDelayMs,
+  });
+}
+
+/**
+ * A topic's log config: its Kafka-named overrides (`retention.ms`, `segment.bytes`, ...) over
+ * `base` (usually {@link brokerLogConfig}). Throws `INVALID_CONFIG` on an unknown or bad value.
+ */
+export function topicLogConfig(base: LogConfig, topicConfigs: Record<string, string>): LogConfig {
+  return logConfigFromProperties(topicConfigs, base);
+}
+
+function load(service: ServiceName, argv?: readonly string[], env?: Env, cwd?: string) {
+  return loadConfig(SAMSA_SCHEMA, {
+    service,
+    ...(argv === undefined ? {} : { argv }),
+    ...(env === undefined ? {} : { env }),
+    ...(cwd === undefined ? {} : { cwd }),
+  });
+}
+
+function common(v: LoadedConfig): CommonConfig {
+  const listener = listenerOf("listeners", v.listeners as string);
+  const advertised = v.advertisedListeners as string;
+  const advertisedListener =
+    advertised === ""
+      ? Object.freeze({
+          host: WILDCARD_HOSTS.has(listener.host) ? LOOPBACK_HOST : listener.host,
+          port: listener.port,
+        })
+      : listenerOf("advertised.listeners", advertised);
+  if (WILDCARD_HOSTS.has(advertisedListener.host)) {
+    throw configError("advertised.listeners", `${advertisedListener.host} cannot be dialled`);
+  }
+  return {
+    clusterId: v.clusterId as string,
+    etcdEndpoints: v.etcdEndpoints as readonly string[],
+    etcdConnectionTimeoutMs: v.etcdConnectionTimeoutMs as number,
+    etcdPrefix: v.etcdPrefix as string,
+    etcdClusterPrefix: `${v.etcdPrefix as string}/${v.clusterId as string}/`,
+    logLevel: v.logLevel as LogLevel,
+    metricsHost: v.metricsHost as string,
+    metricsPort: v.metricsPort as number,
+    listener,
+    advertisedListener,
+  };
+}
+
+function topicDefaults(v: LoadedConfig): TopicDefaults {
+  return {
+    numPartitions: v.numPartitions as number,
+    defaultReplicationFactor: v.defaultReplicationFactor as number,
+    minInsyncReplicas: v.minInsyncReplicas as number,
+    uncleanLeaderElectionEnable: v.uncleanLeaderElectionEnable as boolean,
+    deleteTopicEnable: v.deleteTopicEnable as boolean,
+  };
+}
+
+function listenerOf(name: string, text: string): HostPort {
+  const parsed = parseHostPort(text);
+  if (typeof parsed === "string") throw configError(name, parsed);
+  return Object.freeze(parsed);
+}
+
+/** A duration key in `unit` ms as ms, keeping -1 (unlimited); undefined when unset. */
+function toMs(value: unknown, unitMs: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = value as number;
+  return n === UNLIMITED ? UNLIMITED : n * unitMs;
+}
+
+function defaultId(): string {
+  return `${hostname()}-${process.pid}`;
+}
