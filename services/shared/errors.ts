@@ -74,7 +74,9 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorSpec>> = Object.freeze
   [ErrorCode.NONE]: { retriable: false, grpcStatus: S.OK, message: "no error" },
   [ErrorCode.UNKNOWN]: {
     retriable: false,
-    grpcStatus: S.UNKNOWN,
+    // INTERNAL, not UNKNOWN: an unexpected server error is a bug on the server, and gRPC itself
+    // reports UNKNOWN for handlers that throw without a status.
+    grpcStatus: S.INTERNAL,
     message: "unexpected server error",
   },
   [ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]: {
@@ -207,11 +209,22 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorSpec>> = Object.freeze
 /** A typed domain error: what every operating condition (bad input, wrong leader, ...) throws. */
 export class SamsaError extends Error {
   readonly code: ErrorCode;
+  /**
+   * Extra key/value hints sent to the client as trailing gRPC metadata with a call-level error,
+   * e.g. `{ "samsa-controller": "host:port" }` with NOT_CONTROLLER. Keys are lower-case gRPC
+   * metadata keys.
+   */
+  readonly metadata?: Readonly<Record<string, string>>;
 
-  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    options?: { cause?: unknown; metadata?: Record<string, string> },
+  ) {
     super(message ?? ERROR_TABLE[code].message, options);
     this.name = "SamsaError";
     this.code = code;
+    if (options?.metadata !== undefined) this.metadata = Object.freeze({ ...options.metadata });
   }
 
   /** Whether a client may retry the request that failed with this error. */
