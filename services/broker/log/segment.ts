@@ -3,7 +3,7 @@
  * sparse offset index and time index. A segment knows nothing of leader epochs, retention or
  * the write queue; {@link PartitionLog} drives it and serialises every mutation.
  */
-import { type FileHandle, open, rename, unlink } from "node:fs/promises";
+import { access, type FileHandle, open, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { assert, ErrorCode, SamsaError } from "../../shared/errors.js";
 import {
@@ -165,6 +165,10 @@ export class LogSegment {
     tiMax: number,
     fileSize: number,
   ): Promise<[OffsetIndex, TimeIndex] | undefined> {
+    // A clean close writes both files; a missing one is lost, not empty: rebuild from the log.
+    if (fileSize > 0 && !((await fileExists(indexPath)) && (await fileExists(timePath)))) {
+      return undefined;
+    }
     try {
       const oi = await OffsetIndex.open(indexPath, baseOffset, oiMax);
       const ti = await TimeIndex.open(timePath, baseOffset, tiMax);
@@ -350,7 +354,7 @@ export class LogSegment {
   ): Promise<{ position: number; header: BatchHeader } | undefined> {
     const cached = this.readCache.get(offset);
     const start = cached ?? this.offsetIndex.lookup(offset).position;
-    for await (const b of this.scan(start, false)) {
+    for await (const b of this.scan(start, false, (stop) => this.brokenChain(stop))) {
       if (b.header.baseOffset + b.header.lastOffsetDelta >= offset) {
         return { position: b.position, header: b.header };
       }
@@ -399,6 +403,17 @@ export class LogSegment {
     return { bytes: pos === buf.length ? buf : buf.subarray(0, pos), nextOffset };
   }
 
+  /**
+   * A header walk over the served part of a segment must reach its end; stopping earlier means
+   * a damaged length field. Serving the next segment instead would silently skip offsets.
+   */
+  private brokenChain(stop: ScanStop): never {
+    throw new SamsaError(
+      ErrorCode.KAFKA_STORAGE_ERROR,
+      `corrupt batch header at position ${stop.position} of ${this.logPath}: ${stop.reason}`,
+    );
+  }
+
   private rememberPosition(offset: number, position: number): void {
     if (this.readCache.size >= READ_CACHE_ENTRIES_MAX) {
       const oldest = this.readCache.keys().next().value as number;
@@ -419,7 +434,7 @@ export class LogSegment {
     const entry = this.timeIndex.lookup(timestamp);
     const startOffset = Math.max(entry.offset, fromOffset);
     const start = this.offsetIndex.lookup(startOffset).position;
-    for await (const b of this.scan(start, false)) {
+    for await (const b of this.scan(start, false, (stop) => this.brokenChain(stop))) {
       if (
         b.header.maxTimestamp >= timestamp &&
         b.header.baseOffset + b.header.lastOffsetDelta >= fromOffset
@@ -433,7 +448,14 @@ export class LogSegment {
   /** Reads the whole batch at `position` (CRC-checked). */
   async readBatchAt(position: number, size: number): Promise<Buffer> {
     const buf = await readAt(this.fh, position, size);
-    validateBatch(buf, 0, { maxBatchBytes: Number.MAX_SAFE_INTEGER });
+    try {
+      validateBatch(buf, 0, { maxBatchBytes: Number.MAX_SAFE_INTEGER });
+    } catch (err) {
+      throw new SamsaError(
+        ErrorCode.KAFKA_STORAGE_ERROR,
+        `corrupt batch at position ${position} of ${this.logPath}: ${(err as Error).message}`,
+      );
+    }
     return buf;
   }
 
@@ -519,4 +541,11 @@ export class LogSegment {
       await unlink(deletedLog).catch(() => undefined);
     };
   }
+}
+
+async function fileExists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }

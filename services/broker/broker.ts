@@ -1,0 +1,148 @@
+/**
+ * A broker: storage (log manager), metadata (etcd mirror), partition hosting (replica manager),
+ * the BrokerService over gRPC, registration in etcd, and /metrics. `start()` brings them up in
+ * dependency order and registers last, so the controller only sees a broker that can serve;
+ * `stop()` deregisters first, so leadership moves before the broker goes.
+ */
+import type { Etcd3 } from "etcd3";
+import type { Registry } from "prom-client";
+import { type BrokerConfig, brokerLogConfig } from "../shared/config/index.js";
+import { connectEtcd } from "../shared/etcd/client.js";
+import { EtcdKeys } from "../shared/etcd/keys.js";
+import { BrokerRegistrar } from "../shared/etcd/registration.js";
+import { brokerService } from "../shared/grpc/proto.js";
+import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
+import { createLogger, type Logger } from "../shared/logger.js";
+import { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
+import { createRegistry, type MetricsServer, startMetricsServer } from "../shared/metrics.js";
+import { BrokerMetrics } from "./broker-metrics.js";
+import { brokerServiceHandlers } from "./broker-service.js";
+import { LogManager } from "./log/log-manager.js";
+import { ReplicaManager } from "./replica-manager.js";
+
+/** Options beyond the config (tests inject a logger). */
+export interface BrokerOptions {
+  logger?: Logger;
+}
+
+export class Broker {
+  private readonly logger: Logger;
+  private readonly registry: Registry;
+  private etcd: Etcd3 | undefined;
+  private logManager: LogManager | undefined;
+  private metadata: ClusterMetadata | undefined;
+  private replicas: ReplicaManager | undefined;
+  private server: GrpcServer | undefined;
+  private registrar: BrokerRegistrar | undefined;
+  private metricsServer: MetricsServer | undefined;
+  private stopping: Promise<void> | undefined;
+  private boundPort = 0;
+
+  constructor(
+    private readonly config: BrokerConfig,
+    options: BrokerOptions = {},
+  ) {
+    this.logger = options.logger ?? createLogger({ service: "broker", level: config.logLevel, fields: { brokerId: config.brokerId } });
+    this.registry = createRegistry("broker", { id: String(config.brokerId) });
+  }
+
+  /** The gRPC port bound (useful with port 0). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** The metrics port bound. */
+  get metricsPort(): number {
+    return this.metricsServer?.port ?? 0;
+  }
+
+  /** Starts every part; throws (after cleaning up) if any fails. */
+  async start(): Promise<void> {
+    const c = this.config;
+    try {
+      this.etcd = await connectEtcd({ endpoints: c.etcdEndpoints, connectTimeoutMs: c.etcdConnectionTimeoutMs, registry: this.registry });
+      const keys = EtcdKeys.forCluster(c.clusterId, c.etcdPrefix);
+      const baseLogConfig = brokerLogConfig(c);
+      this.logManager = new LogManager({
+        logDirs: c.logDirs,
+        defaultConfig: baseLogConfig,
+        logger: this.logger,
+        retentionCheckIntervalMs: c.logRetentionCheckIntervalMs,
+        flushSchedulerIntervalMs: c.logFlushSchedulerIntervalMs,
+        recoveryConcurrency: c.numRecoveryThreadsPerDataDir,
+      });
+      await this.logManager.start();
+      this.metadata = new ClusterMetadata(this.etcd, keys, this.logger);
+      await this.metadata.start();
+      const metrics = new BrokerMetrics(this.registry, () => this.replicas);
+      this.replicas = new ReplicaManager({
+        brokerId: c.brokerId,
+        logManager: this.logManager,
+        metadata: this.metadata,
+        baseLogConfig,
+        logger: this.logger,
+      });
+      await this.replicas.start();
+      this.server = createGrpcServer({ registry: this.registry, logger: this.logger, socketRequestMaxBytes: c.socketRequestMaxBytes });
+      const metadata = this.metadata;
+      this.server.addService(
+        brokerService,
+        brokerServiceHandlers({
+          brokerId: c.brokerId,
+          clusterId: c.clusterId,
+          replicas: this.replicas,
+          metadata,
+          metrics,
+          logger: this.logger.child({ component: "broker-service" }),
+          minInsyncReplicas: (topic) => Number(metadata.topic(topic)?.config["min.insync.replicas"] ?? c.minInsyncReplicas),
+          controllerId: () => (metadata.activeController()?.id ?? "").toString(),
+        }),
+      );
+      this.boundPort = await this.server.listen(c.listener.host, c.listener.port);
+      const advertisedPort = c.advertisedListener.port === 0 ? this.boundPort : c.advertisedListener.port;
+      this.metricsServer = await startMetricsServer({
+        port: c.metricsPort,
+        host: c.metricsHost,
+        registry: this.registry,
+        health: () => ({ ok: this.registrar?.current !== undefined, detail: { brokerId: c.brokerId } }),
+      });
+      this.registrar = new BrokerRegistrar({
+        client: this.etcd,
+        keys,
+        endpoint: { id: c.brokerId, host: c.advertisedListener.host, port: advertisedPort, rack: c.brokerRack, metricsPort: this.metricsServer.port },
+        ttlSeconds: Math.max(1, Math.round(c.brokerSessionTimeoutMs / 1000)),
+        logger: this.logger,
+      });
+      await this.registrar.start();
+      this.logger.info("broker started", { port: this.boundPort, advertised: `${c.advertisedListener.host}:${advertisedPort}`, metricsPort: this.metricsServer.port, logDirs: c.logDirs });
+    } catch (err) {
+      this.logger.error("broker failed to start", { error: (err as Error).message });
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Deregisters, finishes in-flight requests, flushes and closes everything. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    const step = async (name: string, fn: () => Promise<unknown> | undefined) => {
+      try {
+        await fn();
+      } catch (err) {
+        this.logger.warn("shutdown step failed", { step: name, error: (err as Error).message });
+      }
+    };
+    await step("deregister", () => this.registrar?.stop());
+    await step("grpc", () => this.server?.stop());
+    await step("replicas", () => this.replicas?.stop());
+    await step("logs", () => this.logManager?.stop());
+    await step("metadata", () => this.metadata?.close());
+    await step("metrics", () => this.metricsServer?.close());
+    await step("etcd", async () => this.etcd?.close());
+    this.logger.info("broker stopped");
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Which partitions this broker hosts, and in which role. It follows the partition states in etcd:
+ * a partition whose replicas include this broker gets its log opened (with its topic's configs)
+ * and becomes leader or follower as the state says; a partition reassigned away or whose topic is
+ * deleted is closed and its data removed. Changes are applied one partition at a time, in order.
+ */
+import { topicLogConfig } from "../shared/config/index.js";
+import type { PartitionState, TopicRecord } from "../shared/etcd/keys.js";
+import { ErrorCode, SamsaError } from "../shared/errors.js";
+import type { Logger } from "../shared/logger.js";
+import type { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
+import { LOG_CONFIG_NAMES, type LogConfig } from "./log/log-config.js";
+import type { LogManager } from "./log/log-manager.js";
+import { Partition } from "./partition.js";
+
+function key(topic: string, partition: number): string {
+  return `${topic}-${partition}`;
+}
+
+/** What the replica manager needs from the broker. */
+export interface ReplicaManagerOptions {
+  brokerId: number;
+  logManager: LogManager;
+  metadata: ClusterMetadata;
+  /** The broker's log defaults (log.* settings), under each topic's overrides. */
+  baseLogConfig: LogConfig;
+  logger: Logger;
+  /** Called after a partition is opened, changes role, or is removed. */
+  onPartitionsChanged?: () => void;
+}
+
+export class ReplicaManager {
+  private readonly partitions = new Map<string, Partition>();
+  private readonly topicIds = new Map<string, string>();
+  private readonly chains = new Map<string, Promise<void>>();
+  private readonly logger: Logger;
+  private unsubscribe: (() => void) | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: ReplicaManagerOptions) {
+    this.logger = options.logger.child({ component: "replica-manager" });
+  }
+
+  /** Applies the current metadata and follows its changes. Call after metadata.start(). */
+  async start(): Promise<void> {
+    const { metadata, logManager } = this.options;
+    this.unsubscribe = metadata.onChange((change) => {
+      if (change.kind === "partition") this.schedule(change.topic, change.partition);
+      if (change.kind === "topic") this.scheduleTopic(change.event.key);
+    });
+    metadata.onResync(() => this.reconcileAll());
+    // Logs on disk whose partition no longer exists (deleted while this broker was down).
+    for (const log of logManager.allLogs()) this.schedule(log.topic, log.partition);
+    this.reconcileAll();
+    await Promise.all([...this.chains.values()]);
+  }
+
+  /** A topic appeared, changed or went: revisit its partitions in etcd and those hosted here. */
+  private scheduleTopic(topicKey: string): void {
+    const name = decodeURIComponent(topicKey.slice(topicKey.lastIndexOf("/") + 1));
+    for (const p of this.options.metadata.partitions(name)) this.schedule(name, p.partition);
+    for (const p of this.partitions.values()) if (p.topic === name) this.schedule(name, p.partition);
+  }
+
+  private reconcileAll(): void {
+    for (const p of this.options.metadata.partitions()) this.schedule(p.topic, p.partition);
+    for (const p of this.partitions.values()) this.schedule(p.topic, p.partition);
+  }
+
+  /** Queues a reconcile of one partition behind any in flight for it. */
+  private schedule(topic: string, partition: number): void {
+    if (this.stopped) return;
+    const k = key(topic, partition);
+    const prev = this.chains.get(k) ?? Promise.resolve();
+    const next = prev
+      .then(() => this.reconcile(topic, partition))
+      .catch((err) => this.logger.error("partition reconcile failed", { topic, partition, error: (err as Error).message }))
+      .finally(() => {
+        if (this.chains.get(k) === next) this.chains.delete(k);
+      });
+    this.chains.set(k, next);
+  }
+
+  private async reconcile(topic: string, partition: number): Promise<void> {
+    if (this.stopped) return;
+    const { metadata, brokerId } = this.options;
+    const record = metadata.topic(topic);
+    const state = metadata.partition(topic, partition);
+    const k = key(topic, partition);
+    const hosted = this.partitions.get(k);
+    const recreated = hosted && record && this.topicIds.get(k) !== record.id;
+    if (!record || !state || !state.replicas.includes(brokerId) || recreated) {
+      if (hosted || this.options.logManager.getLog(topic, partition)) await this.remove(topic, partition, record ? "reassigned or recreated" : "topic deleted");
+      if (!record || !state || !state.replicas.includes(brokerId)) return;
+    }
+    const p = this.partitions.get(k) ?? (await this.open(record, partition));
+    this.applyState(p, state);
+  }
+
+  private async open(record: TopicRecord, partition: number): Promise<Partition> {
+    // Only log configs shape the log; others (min.insync.replicas, ...) are read elsewhere.
+    const logProps = Object.fromEntries(Object.entries(record.config).filter(([k]) => k in LOG_CONFIG_NAMES));
+    const config = topicLogConfig(this.options.baseLogConfig, logProps);
+    const log = await this.options.logManager.getOrCreateLog(record.name, partition, config);
+    const p = new Partition(record.name, partition, log, this.options.brokerId);
+    this.partitions.set(key(record.name, partition), p);
+    this.topicIds.set(key(record.name, partition), record.id);
+    this.logger.info("hosting partition", { topic: record.name, partition, logEndOffset: log.logEndOffset });
+    return p;
+  }
+
+  private applyState(p: Partition, state: PartitionState): void {
+    const { brokerId } = this.options;
+    const wasLeader = p.isLeader;
+    const oldEpoch = p.leaderEpoch;
+    if (state.leader === brokerId) p.becomeLeader(state.leaderEpoch, state.isr);
+    else p.becomeFollower(state.leaderEpoch, state.isr);
+    if (wasLeader !== p.isLeader || oldEpoch !== p.leaderEpoch) {
+      this.logger.info(p.isLeader ? "became leader" : "became follower", {
+        topic: p.topic,
+        partition: p.partition,
+        leaderEpoch: state.leaderEpoch,
+        leader: state.leader,
+      });
+      this.options.onPartitionsChanged?.();
+    }
+  }
+
+  private async remove(topic: string, partition: number, reason: string): Promise<void> {
+    const k = key(topic, partition);
+    const p = this.partitions.get(k);
+    this.partitions.delete(k);
+    this.topicIds.delete(k);
+    p?.becomeFollower(p.leaderEpoch, []);
+    await this.options.logManager.deleteLog(topic, partition);
+    this.logger.info("removed partition", { topic, partition, reason });
+    this.options.onPartitionsChanged?.();
+  }
+
+  /** The hosted partition, or UNKNOWN_TOPIC_OR_PARTITION / NOT_LEADER as the metadata says. */
+  partitionFor(topic: string, partition: number, requireLeader: boolean): Partition {
+    const p = this.partitions.get(key(topic, partition));
+    if (!p) {
+      const state = this.options.metadata.partition(topic, partition);
+      if (!state) {
+        throw new SamsaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `unknown topic-partition ${topic}-${partition}`);
+      }
+      throw new SamsaError(ErrorCode.NOT_LEADER, `broker ${this.options.brokerId} does not host ${topic}-${partition}`);
+    }
+    if (requireLeader) p.requireLeader();
+    return p;
+  }
+
+  /** All hosted partitions. */
+  hosted(): Partition[] {
+    return [...this.partitions.values()];
+  }
+
+  /** Stops following metadata and waits for in-flight reconciles. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe?.();
+    await Promise.all([...this.chains.values()]);
+    for (const p of this.partitions.values()) p.wake();
+  }
+}
