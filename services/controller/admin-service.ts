@@ -1,0 +1,154 @@
+/**
+ * The AdminService handlers. Reads (DescribeTopics, DescribeCluster) are answered by any
+ * controller from its etcd mirror. Writes need the active controller: a standby forwards them to
+ * it once (marking the call so it is never forwarded twice) and, when it cannot, fails with
+ * NOT_CONTROLLER and the active controller's address in `samsa-controller`.
+ */
+import * as grpc from "@grpc/grpc-js";
+import type { Etcd3 } from "etcd3";
+import type { ControllerElection } from "../shared/etcd/election.js";
+import type { EtcdKeys } from "../shared/etcd/keys.js";
+import { ErrorCode, SamsaError } from "../shared/errors.js";
+import type { AdminServiceClient, AdminServiceHandlers } from "../shared/generated/samsa/v1/AdminService.js";
+import { createClient, unary } from "../shared/grpc/client.js";
+import { CONTROLLER_METADATA_KEY } from "../shared/grpc/errors.js";
+import type { ServiceHandlers } from "../shared/grpc/handlers.js";
+import { adminService } from "../shared/grpc/proto.js";
+import type { Logger } from "../shared/logger.js";
+import type { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
+import { describeMetadata } from "../shared/metadata/metadata-answer.js";
+import { errorResult, NO_ERROR } from "../shared/request-parsing.js";
+import { createTopic, deleteTopic, resolveTopicSpec, type TopicDefaults } from "./topic-admin.js";
+
+/** Metadata key marking a call forwarded by a standby (never forwarded again). */
+export const FORWARDED_METADATA_KEY = "samsa-forwarded";
+/** Deadline of a forwarded call, ms. */
+export const FORWARD_DEADLINE_MS = 30_000;
+/** Topics per admin request at most. */
+export const ADMIN_TOPICS_MAX = 1_000;
+
+/** What the handlers need. */
+export interface AdminServiceDeps {
+  clusterId: string;
+  controllerId: string;
+  client: Etcd3;
+  keys: EtcdKeys;
+  metadata: ClusterMetadata;
+  election: ControllerElection;
+  defaults: TopicDefaults;
+  logger: Logger;
+}
+
+function checkTopicCount(n: number): void {
+  if (n > ADMIN_TOPICS_MAX) throw new SamsaError(ErrorCode.INVALID_REQUEST, `${n} topics exceed the limit of ${ADMIN_TOPICS_MAX}`);
+}
+
+/** Builds the handlers; `close()` drops forwarding connections. */
+export function adminServiceHandlers(deps: AdminServiceDeps): { handlers: ServiceHandlers<AdminServiceHandlers>; close(): void } {
+  const { election, metadata } = deps;
+  const forwardClients = new Map<string, AdminServiceClient>();
+
+  function notController(): SamsaError {
+    const leader = election.leader();
+    return new SamsaError(ErrorCode.NOT_CONTROLLER, leader ? `the active controller is ${leader.id} at ${leader.address}` : "no controller is active", {
+      metadata: leader ? { [CONTROLLER_METADATA_KEY]: leader.address } : {},
+    });
+  }
+
+  /** Runs `act` when active; otherwise forwards the call to the active controller. */
+  async function activeOrForward<Req, Res>(
+    method: "CreateTopics" | "DeleteTopics",
+    request: Req,
+    call: grpc.ServerUnaryCall<Req, Res>,
+    act: (leadership: NonNullable<ControllerElection["leadership"]>) => Promise<Res>,
+  ): Promise<Res> {
+    const leadership = election.leadership;
+    if (leadership) return act(leadership);
+    const leader = election.leader();
+    if (!leader || leader.id === deps.controllerId || call.metadata.get(FORWARDED_METADATA_KEY).length > 0) throw notController();
+    let client = forwardClients.get(leader.address);
+    if (!client) {
+      client = createClient(adminService.Client, leader.address);
+      forwardClients.set(leader.address, client);
+    }
+    const md = new grpc.Metadata();
+    md.set(FORWARDED_METADATA_KEY, deps.controllerId);
+    try {
+      return (await unary(client, method, request as never, { deadlineMs: FORWARD_DEADLINE_MS, metadata: md })) as Res;
+    } catch (err) {
+      if (err instanceof SamsaError && err.code !== ErrorCode.LEADER_NOT_AVAILABLE && err.code !== ErrorCode.REQUEST_TIMED_OUT) throw err;
+      throw notController();
+    }
+  }
+
+  const handlers: ServiceHandlers<AdminServiceHandlers> = {
+    CreateTopics: (request, call) =>
+      activeOrForward("CreateTopics", request, call, async (leadership) => {
+        checkTopicCount(request.topics.length);
+        const topics = [];
+        for (const t of request.topics) {
+          try {
+            const spec = resolveTopicSpec(
+              { name: t.name, numPartitions: t.numPartitions, replicationFactor: t.replicationFactor, configs: { ...t.configs } },
+              deps.defaults,
+              metadata,
+            );
+            const record = request.validateOnly ? undefined : await createTopic(deps.client, deps.keys, leadership, metadata, spec);
+            if (record) deps.logger.info("created topic", { topic: spec.name, partitions: spec.partitions, replicationFactor: spec.replicationFactor, topicId: record.id });
+            topics.push({ name: t.name, errorCode: NO_ERROR, topicId: record?.id ?? "", numPartitions: spec.partitions, replicationFactor: spec.replicationFactor });
+          } catch (err) {
+            if (err instanceof SamsaError && err.code === ErrorCode.NOT_CONTROLLER) throw err;
+            topics.push({ name: t.name, ...errorResult(err), topicId: "", numPartitions: -1, replicationFactor: -1 });
+          }
+        }
+        return { topics };
+      }),
+
+    DeleteTopics: (request, call) =>
+      activeOrForward("DeleteTopics", request, call, async (leadership) => {
+        checkTopicCount(request.names.length);
+        const topics = [];
+        for (const name of request.names) {
+          try {
+            await deleteTopic(deps.client, deps.keys, leadership, name);
+            deps.logger.info("deleted topic", { topic: name });
+            topics.push({ name, errorCode: NO_ERROR });
+          } catch (err) {
+            if (err instanceof SamsaError && err.code === ErrorCode.NOT_CONTROLLER) throw err;
+            topics.push({ name, ...errorResult(err) });
+          }
+        }
+        return { topics };
+      }),
+
+    DescribeTopics: async (request) => {
+      checkTopicCount(request.names.length);
+      const answer = describeMetadata(metadata, deps.clusterId, election.leader()?.id ?? "", request.names);
+      return {
+        topics: (answer.topics ?? []).map((t) => ({
+          ...t,
+          errorMessage: t.errorCode ? `topic "${t.name}" does not exist` : "",
+          configs: { ...(metadata.topic(t.name ?? "")?.config ?? {}) },
+        })),
+      };
+    },
+
+    DescribeCluster: async () => {
+      const leader = election.leader();
+      return {
+        clusterId: deps.clusterId,
+        controllerId: leader?.id ?? "",
+        controllerEpoch: String(leader?.epoch ?? -1),
+        controllerAddress: leader?.address ?? "",
+        brokers: metadata.brokers().map((b) => ({ id: b.id, host: b.host, port: b.port, rack: b.rack ?? "" })),
+      };
+    },
+  };
+  return {
+    handlers,
+    close: () => {
+      for (const c of forwardClients.values()) c.close();
+      forwardClients.clear();
+    },
+  };
+}

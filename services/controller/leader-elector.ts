@@ -1,0 +1,121 @@
+/**
+ * Partition leader election by the active controller (ARCHITECTURE §5). Whenever the set of live
+ * brokers changes, and once on becoming active, every partition is checked:
+ *
+ * - leader dead (or none): the new leader is the first replica, in replica order, that is in the
+ *   ISR and alive; dead brokers leave the ISR; the leader epoch goes up by one. With no live ISR
+ *   member the partition goes offline (leader -1, ISR kept, so the last in-sync replica can come
+ *   back as leader) — unless `unclean.leader.election.enable`, which takes any live replica.
+ * - leader alive: dead followers are removed from the ISR.
+ *
+ * Every change is a compare-and-swap on the partition's mod revision, fenced by the controller
+ * epoch; a lost race re-reads and re-decides, a bounded number of times.
+ */
+import type { Etcd3 } from "etcd3";
+import { casPartitionState, readPartitionState } from "../shared/etcd/cas.js";
+import type { ControllerLeadership } from "../shared/etcd/election.js";
+import { type EtcdKeys, noLeader, type PartitionState } from "../shared/etcd/keys.js";
+import type { Logger } from "../shared/logger.js";
+import type { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
+
+/** CAS attempts per partition and sweep before giving up until the next sweep. */
+export const ELECTION_CAS_ATTEMPTS_MAX = 5;
+
+/** Decides a partition's next state given the live brokers; undefined when nothing changes. */
+export function nextPartitionState(state: PartitionState, live: ReadonlySet<number>, unclean: boolean): PartitionState | undefined {
+  const isrLive = state.isr.filter((r) => live.has(r));
+  if (state.leader !== noLeader && live.has(state.leader)) {
+    if (isrLive.length === state.isr.length) return undefined;
+    return { ...state, isr: isrLive, partitionEpoch: state.partitionEpoch + 1 };
+  }
+  let leader = state.replicas.find((r) => isrLive.includes(r)) ?? noLeader;
+  let isr = isrLive.length > 0 ? isrLive : state.isr;
+  if (leader === noLeader && unclean) {
+    leader = state.replicas.find((r) => live.has(r)) ?? noLeader;
+    if (leader !== noLeader) isr = [leader];
+  }
+  if (leader === noLeader && state.leader === noLeader) return undefined;
+  return { ...state, leader, isr, leaderEpoch: state.leaderEpoch + 1, partitionEpoch: state.partitionEpoch + 1 };
+}
+
+/** What the elector needs. */
+export interface LeaderElectorOptions {
+  client: Etcd3;
+  keys: EtcdKeys;
+  metadata: ClusterMetadata;
+  logger: Logger;
+  /** Whether unclean election is allowed for a topic (topic config over cluster default). */
+  uncleanAllowed: (topic: string) => boolean;
+  /** Called with each leader change made. */
+  onLeaderChange?: (topic: string, partition: number, state: PartitionState) => void;
+}
+
+export class LeaderElector {
+  private running = false;
+  private again = false;
+  private readonly logger: Logger;
+
+  constructor(private readonly options: LeaderElectorOptions) {
+    this.logger = options.logger.child({ component: "leader-elector" });
+  }
+
+  /** Runs a sweep now, or once more after the one in progress. */
+  trigger(leadership: ControllerLeadership): void {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.sweep(leadership);
+        } while (this.again);
+      } catch (err) {
+        this.logger.warn("leader election sweep failed", { error: (err as Error).message });
+      } finally {
+        this.running = false;
+      }
+    })();
+  }
+
+  /** One pass over every partition. Throws NOT_CONTROLLER if deposed meanwhile. */
+  async sweep(leadership: ControllerLeadership): Promise<number> {
+    const { metadata } = this.options;
+    let changed = 0;
+    for (const { topic, partition } of metadata.partitions()) {
+      if (!metadata.topic(topic)) continue;
+      if (await this.electOne(leadership, topic, partition)) changed++;
+    }
+    return changed;
+  }
+
+  private async electOne(leadership: ControllerLeadership, topic: string, partition: number): Promise<boolean> {
+    const { client, keys, metadata } = this.options;
+    for (let attempt = 0; attempt < ELECTION_CAS_ATTEMPTS_MAX; attempt++) {
+      const current = await readPartitionState(client, keys, topic, partition);
+      if (!current) return false;
+      const live = new Set(metadata.brokers().map((b) => b.id));
+      const next = nextPartitionState(current.state, live, this.options.uncleanAllowed(topic));
+      if (!next) return false;
+      const res = await casPartitionState(client, keys, { topic, partition, expected: current, next, fence: leadership });
+      if (res.won) {
+        if (next.leader !== current.state.leader || next.leaderEpoch !== current.state.leaderEpoch) {
+          this.logger.info("partition leader changed", {
+            topic,
+            partition,
+            leader: next.leader,
+            previousLeader: current.state.leader,
+            leaderEpoch: next.leaderEpoch,
+            isr: next.isr,
+          });
+          this.options.onLeaderChange?.(topic, partition, next);
+        }
+        return true;
+      }
+    }
+    this.logger.warn("partition state kept changing; will retry on the next sweep", { topic, partition });
+    return false;
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * The shared body of every service's `main.ts`: build the service from its config (a bad config
+ * prints one line naming the field and exits 2), start it, and stop it gracefully on SIGTERM or
+ * SIGINT (a second signal forces the exit).
+ */
+import { SamsaError } from "./errors.js";
+
+/** What a service offers its main. */
+export interface RunnableService {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Exit code for a configuration error. */
+export const EXIT_CONFIG_ERROR = 2;
+/** Exit code when start-up fails for another reason. */
+export const EXIT_START_FAILED = 1;
+
+/** Builds, starts and supervises one service process. */
+export async function runService(name: string, build: () => RunnableService): Promise<void> {
+  let service: RunnableService;
+  try {
+    service = build();
+  } catch (err) {
+    const message = err instanceof SamsaError ? err.message : String(err);
+    process.stderr.write(`${name}: ${message}\n`);
+    process.exit(EXIT_CONFIG_ERROR);
+  }
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) process.exit(EXIT_START_FAILED);
+    stopping = true;
+    process.stderr.write(`${name}: ${signal} received, stopping\n`);
+    service.stop().then(
+      () => process.exit(0),
+      () => process.exit(EXIT_START_FAILED),
+    );
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  try {
+    await service.start();
+  } catch (err) {
+    process.stderr.write(`${name}: failed to start: ${(err as Error).message}\n`);
+    process.exit(EXIT_START_FAILED);
+  }
+}
