@@ -45,11 +45,13 @@ function checkTopicCount(n: number): void {
 
 /** Builds the handlers; `close()` drops forwarding connections. */
 export function adminServiceHandlers(deps: AdminServiceDeps): { handlers: ServiceHandlers<AdminServiceHandlers>; close(): void } {
-  const { election, metadata } = deps;
+  // The election exists only once the server has bound its port: read it at call time.
+  const { metadata } = deps;
+  const election = () => deps.election;
   const forwardClients = new Map<string, AdminServiceClient>();
 
   function notController(): SamsaError {
-    const leader = election.leader();
+    const leader = election().leader();
     return new SamsaError(ErrorCode.NOT_CONTROLLER, leader ? `the active controller is ${leader.id} at ${leader.address}` : "no controller is active", {
       metadata: leader ? { [CONTROLLER_METADATA_KEY]: leader.address } : {},
     });
@@ -62,9 +64,9 @@ export function adminServiceHandlers(deps: AdminServiceDeps): { handlers: Servic
     call: grpc.ServerUnaryCall<Req, Res>,
     act: (leadership: NonNullable<ControllerElection["leadership"]>) => Promise<Res>,
   ): Promise<Res> {
-    const leadership = election.leadership;
+    const leadership = election().leadership;
     if (leadership) return act(leadership);
-    const leader = election.leader();
+    const leader = election().leader();
     if (!leader || leader.id === deps.controllerId || call.metadata.get(FORWARDED_METADATA_KEY).length > 0) throw notController();
     let client = forwardClients.get(leader.address);
     if (!client) {
@@ -123,7 +125,7 @@ export function adminServiceHandlers(deps: AdminServiceDeps): { handlers: Servic
 
     DescribeTopics: async (request) => {
       checkTopicCount(request.names.length);
-      const answer = describeMetadata(metadata, deps.clusterId, election.leader()?.id ?? "", request.names);
+      const answer = describeMetadata(metadata, deps.clusterId, election().leader()?.id ?? "", request.names);
       return {
         topics: (answer.topics ?? []).map((t) => ({
           ...t,
@@ -134,7 +136,7 @@ export function adminServiceHandlers(deps: AdminServiceDeps): { handlers: Servic
     },
 
     DescribeCluster: async () => {
-      const leader = election.leader();
+      const leader = election().leader();
       return {
         clusterId: deps.clusterId,
         controllerId: leader?.id ?? "",

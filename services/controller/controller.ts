@@ -62,27 +62,30 @@ export class Controller {
       this.metadata = new ClusterMetadata(this.etcd, keys, this.logger);
       await this.metadata.start();
       this.server = createGrpcServer({ registry: this.registry, logger: this.logger });
-      this.boundPort = await this.server.listen(c.listener.host, c.listener.port);
-      const advertised = { host: c.advertisedListener.host, port: c.advertisedListener.port === 0 ? this.boundPort : c.advertisedListener.port };
-      this.election = new ControllerElection({
-        client: this.etcd,
-        keys,
-        candidate: { id: c.controllerId, address: formatHostPort(advertised) } as never,
-        logger: this.logger,
-      });
-      const elector = this.wireElection(this.etcd, keys, this.metadata, this.election);
+      const self = this;
       const admin = adminServiceHandlers({
         clusterId: c.clusterId,
         controllerId: c.controllerId,
         client: this.etcd,
         keys,
         metadata: this.metadata,
-        election: this.election,
+        get election() {
+          return self.election!;
+        },
         defaults: { numPartitions: c.numPartitions, defaultReplicationFactor: c.defaultReplicationFactor },
         logger: this.logger.child({ component: "admin-service" }),
       });
       this.closeAdmin = admin.close;
       this.server.addService(adminService, admin.handlers);
+      this.boundPort = await this.server.listen(c.listener.host, c.listener.port);
+      const advertised = { host: c.advertisedListener.host, port: c.advertisedListener.port === 0 ? this.boundPort : c.advertisedListener.port };
+      this.election = new ControllerElection({
+        client: this.etcd,
+        keys,
+        candidate: { id: c.controllerId, address: formatHostPort(advertised) },
+        logger: this.logger,
+      });
+      this.wireElection(this.etcd, keys, this.metadata, this.election);
       this.metricsServer = await startMetricsServer({
         port: c.metricsPort,
         host: c.metricsHost,
@@ -90,7 +93,6 @@ export class Controller {
         health: () => ({ ok: true, detail: { active: this.isActive } }),
       });
       await this.election.start();
-      void elector;
       this.logger.info("controller started", { port: this.boundPort, address: formatHostPort(advertised), metricsPort: this.metricsServer.port });
     } catch (err) {
       this.logger.error("controller failed to start", { error: (err as Error).message });

@@ -1,0 +1,245 @@
+/**
+ * The admin client: topic and cluster administration over `AdminService` on the controllers.
+ * Any controller may be dialled; a standby that cannot forward answers NOT_CONTROLLER with the
+ * active controller's address in the trailing metadata key `samsa-controller`, which is followed
+ * at once. Other retriable failures (unreachable controller, no controller elected yet) move on
+ * to the next configured controller, and after a full round back off, all within the operation's
+ * deadline. Per-topic errors are returned in the results, never thrown.
+ *
+ * Like Kafka's admin client, a create retried after a lost answer may report
+ * TOPIC_ALREADY_EXISTS for a topic the first attempt created.
+ */
+import { ErrorCode, SamsaError } from "../shared/errors.js";
+import {
+  type ClientOptions,
+  type RequestOf,
+  type UnaryMethod,
+  type UnaryResponseOf,
+  unary,
+} from "../shared/grpc/client.js";
+import { CONTROLLER_METADATA_KEY, fromProtoErrorCode } from "../shared/grpc/errors.js";
+import { type AdminServiceClient, adminService } from "../shared/grpc/proto.js";
+import { parseAddress, parseAddressList } from "./addresses.js";
+import { ConnectionPool } from "./connection-pool.js";
+import {
+  type BrokerNode,
+  type PartitionMetadata,
+  toBrokerNode,
+  toPartitionMetadata,
+} from "./metadata.js";
+import {
+  API_TIMEOUT_MS_DEFAULT,
+  backoffMs,
+  Deadline,
+  REQUEST_TIMEOUT_MS_DEFAULT,
+  sleep,
+} from "./retry.js";
+
+/** Most NOT_CONTROLLER hints followed in one round over the controllers (guards hint loops). */
+export const CONTROLLER_HINT_HOPS_MAX = 3;
+/** "Use the cluster's default" for a new topic's partitions or replication factor. */
+export const USE_CLUSTER_DEFAULT = -1;
+
+/** Options of {@link AdminClient}. */
+export interface AdminClientOptions {
+  /** Controller addresses, `host:port` each (or comma-separated lists). Required. */
+  controllers: string | readonly string[];
+  /** Deadline of one call, ms. Default {@link REQUEST_TIMEOUT_MS_DEFAULT}. */
+  requestTimeoutMs?: number;
+  /** Deadline of an operation with its retries, ms. Default {@link API_TIMEOUT_MS_DEFAULT}. */
+  apiTimeoutMs?: number;
+  /** Channel options of every controller client. */
+  clientOptions?: ClientOptions;
+}
+
+/** A topic to create. */
+export interface NewTopic {
+  name: string;
+  /** Default: the cluster's `num.partitions`. */
+  numPartitions?: number;
+  /** Default: the cluster's `default.replication.factor`. */
+  replicationFactor?: number;
+  /** Topic configs with Kafka's names (`retention.ms`, `cleanup.policy`, ...). */
+  configs?: Readonly<Record<string, string>>;
+}
+
+/** The outcome for one topic: `error` is null on success. */
+export interface TopicResult {
+  readonly name: string;
+  readonly error: SamsaError | null;
+}
+
+/** The outcome of creating one topic. */
+export interface CreatedTopic extends TopicResult {
+  readonly topicId: string;
+  readonly numPartitions: number;
+  readonly replicationFactor: number;
+}
+
+/** A topic's description; `partitions` sorted by partition number. */
+export interface TopicDescription extends TopicResult {
+  readonly topicId: string;
+  readonly partitions: readonly PartitionMetadata[];
+  readonly configs: Readonly<Record<string, string>>;
+}
+
+/** The cluster as the active controller sees it. */
+export interface ClusterDescription {
+  readonly clusterId: string;
+  /** "" when no controller is elected. */
+  readonly controllerId: string;
+  /** The controller's epoch (int64 as a decimal string). */
+  readonly controllerEpoch: string;
+  readonly controllerAddress: string;
+  readonly brokers: readonly BrokerNode[];
+}
+
+/** Admin operations against the controllers. Close it when done. */
+export class AdminClient {
+  private readonly controllers: readonly string[];
+  private readonly pool: ConnectionPool<AdminServiceClient>;
+  private readonly requestTimeoutMs: number;
+  private readonly apiTimeoutMs: number;
+  /** The controller that last answered; tried first. */
+  private active: string | undefined;
+
+  constructor(options: AdminClientOptions) {
+    this.controllers = parseAddressList(options.controllers);
+    this.requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT;
+    this.apiTimeoutMs = options.apiTimeoutMs ?? API_TIMEOUT_MS_DEFAULT;
+    this.pool = new ConnectionPool(adminService.Client, options.clientOptions);
+  }
+
+  /** Creates topics; one result per topic, in request order. */
+  async createTopics(
+    topics: readonly NewTopic[],
+    options: { validateOnly?: boolean } = {},
+  ): Promise<CreatedTopic[]> {
+    const response = await this.call("CreateTopics", {
+      topics: topics.map((t) => ({
+        name: t.name,
+        numPartitions: t.numPartitions ?? USE_CLUSTER_DEFAULT,
+        replicationFactor: t.replicationFactor ?? USE_CLUSTER_DEFAULT,
+        configs: { ...t.configs },
+      })),
+      validateOnly: options.validateOnly ?? false,
+    });
+    return response.topics.map((t) => ({
+      name: t.name,
+      error: resultError(t.errorCode, t.errorMessage, t.name),
+      topicId: t.topicId,
+      numPartitions: t.numPartitions,
+      replicationFactor: t.replicationFactor,
+    }));
+  }
+
+  /** Deletes topics; one result per topic. */
+  async deleteTopics(names: readonly string[]): Promise<TopicResult[]> {
+    const response = await this.call("DeleteTopics", { names: [...names] });
+    return response.topics.map((t) => ({
+      name: t.name,
+      error: resultError(t.errorCode, t.errorMessage, t.name),
+    }));
+  }
+
+  /** Describes topics (all of them without names), sorted by name. */
+  async describeTopics(names: readonly string[] = []): Promise<TopicDescription[]> {
+    const response = await this.call("DescribeTopics", { names: [...names] });
+    return response.topics
+      .map((t) => ({
+        name: t.name,
+        error: resultError(t.errorCode, t.errorMessage, t.name),
+        topicId: t.topicId,
+        partitions: t.partitions.map(toPartitionMetadata).sort((a, b) => a.partition - b.partition),
+        configs: { ...t.configs },
+      }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** The names of all topics, sorted. */
+  async listTopics(): Promise<string[]> {
+    const topics = await this.describeTopics();
+    return topics.filter((t) => t.error === null).map((t) => t.name);
+  }
+
+  /** The cluster id, the active controller and the live brokers (sorted by id). */
+  async describeCluster(): Promise<ClusterDescription> {
+    const r = await this.call("DescribeCluster", {});
+    return {
+      clusterId: r.clusterId,
+      controllerId: r.controllerId,
+      controllerEpoch: r.controllerEpoch,
+      controllerAddress: r.controllerAddress,
+      brokers: r.brokers.map(toBrokerNode).sort((a, b) => a.id - b.id),
+    };
+  }
+
+  /** Closes the channels to the controllers. */
+  close(): void {
+    this.pool.close();
+  }
+
+  /**
+   * Calls `method` on the active controller, following NOT_CONTROLLER hints and trying every
+   * configured controller, retrying retriable errors with backoff until the API deadline.
+   */
+  private async call<M extends UnaryMethod<AdminServiceClient>>(
+    method: M,
+    request: RequestOf<AdminServiceClient, M>,
+  ): Promise<UnaryResponseOf<AdminServiceClient, M>> {
+    const deadline = new Deadline(this.apiTimeoutMs);
+    let queue = this.order();
+    let hops = 0;
+    let attempt = 0;
+    for (;;) {
+      const address = queue.shift()!;
+      try {
+        const deadlineMs = deadline.requestMs(this.requestTimeoutMs);
+        const response = await unary(this.pool.get(address), method, request, { deadlineMs });
+        this.active = address;
+        return response;
+      } catch (err) {
+        if (!(err instanceof SamsaError) || !err.retriable || deadline.expired) throw err;
+        if (this.active === address) this.active = undefined;
+        const hint = controllerHint(err, address);
+        if (hint !== undefined && hops < CONTROLLER_HINT_HOPS_MAX) {
+          hops++;
+          queue.unshift(hint);
+          continue;
+        }
+        if (queue.length === 0) {
+          await sleep(backoffMs(attempt++), undefined, deadline);
+          if (deadline.expired) throw err;
+          queue = this.order();
+          hops = 0;
+        }
+      }
+    }
+  }
+
+  /** The controllers to try in order: the last one that answered, then the configured ones. */
+  private order(): string[] {
+    const all = this.active === undefined ? this.controllers : [this.active, ...this.controllers];
+    return [...new Set(all)];
+  }
+}
+
+/** The address a NOT_CONTROLLER error points to, when valid and not the one just tried. */
+function controllerHint(err: SamsaError, tried: string): string | undefined {
+  if (err.code !== ErrorCode.NOT_CONTROLLER) return undefined;
+  const hint = err.metadata?.[CONTROLLER_METADATA_KEY];
+  if (hint === undefined || hint === "") return undefined;
+  try {
+    const address = parseAddress(hint);
+    return address === tried ? undefined : address;
+  } catch {
+    return undefined; // A malformed hint is ignored: the configured controllers still work.
+  }
+}
+
+/** A per-topic error as a SamsaError, or null for NONE. */
+function resultError(code: number, message: string, topic: string): SamsaError | null {
+  const error = fromProtoErrorCode(code);
+  if (error === ErrorCode.NONE) return null;
+  return new SamsaError(error, message === "" ? `topic ${topic}: ${ErrorCode[error]}` : message);
+}

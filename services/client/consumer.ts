@@ -1,0 +1,328 @@
+/**
+ * A simple partition consumer (no consumer groups yet): `consume(topic, options)` is an async
+ * iterable of the records of some or all partitions of a topic, from the earliest or latest
+ * offset, an offset, or a time. It long-polls each partition leader with Fetch (one call per
+ * leader in flight; a leader's answer is yielded as soon as it arrives), skips records below the
+ * position (a batch may start before it), and follows leader changes: NOT_LEADER, fenced
+ * epochs, unknown partitions and unreachable brokers refresh the metadata, back off and retry.
+ * Iteration ends when the signal aborts or the caller stops; a non-retriable error is thrown.
+ */
+import { assert, ErrorCode, SamsaError } from "../shared/errors.js";
+import { unary } from "../shared/grpc/client.js";
+import { fromProtoErrorCode } from "../shared/grpc/errors.js";
+import type { FetchResponse__Output } from "../shared/generated/samsa/v1/FetchResponse.js";
+import { IsolationLevel } from "../shared/generated/samsa/v1/IsolationLevel.js";
+import { decodeBatches, lastOffsetOf } from "../shared/record-batch/index.js";
+import { listOffsets, NO_OFFSET, type OffsetSpec } from "./list-offsets.js";
+import {
+  Cluster,
+  type ClusterOptions,
+  needsMetadataRefresh,
+  type TopicMetadata,
+} from "./metadata.js";
+import type { ConsumerRecord } from "./records.js";
+import { API_TIMEOUT_MS_DEFAULT, backoffMs, REQUEST_TIMEOUT_MS_DEFAULT, sleep } from "./retry.js";
+
+/** Longest a Fetch waits for `minBytes`, ms (Kafka's `fetch.max.wait.ms`). */
+export const FETCH_MAX_WAIT_MS_DEFAULT = 500;
+/** Bytes a Fetch waits for (Kafka's `fetch.min.bytes`). */
+export const FETCH_MIN_BYTES_DEFAULT = 1;
+/** Byte limit of one Fetch answer (Kafka's `fetch.max.bytes`, 50 MiB). */
+export const FETCH_MAX_BYTES_DEFAULT = 52_428_800;
+/** Byte limit per partition in one Fetch answer (Kafka's `max.partition.fetch.bytes`, 1 MiB). */
+export const MAX_PARTITION_FETCH_BYTES_DEFAULT = 1_048_576;
+/** Fetch's replica id for consumers. */
+const CONSUMER_REPLICA_ID = -1;
+
+/** Where to start: earliest, latest (only new records), an offset, or the first at/after a time (ms). */
+export type StartFrom = "earliest" | "latest" | { offset: number } | { timestamp: number };
+
+/** What to do when the position is outside the log (Kafka's `auto.offset.reset`). */
+export type OffsetReset = "earliest" | "latest" | "none";
+
+/** Options of {@link Consumer.consume}. */
+export interface ConsumeOptions {
+  /** Partitions to read; default all of the topic's. */
+  partitions?: readonly number[];
+  /** Default "latest". */
+  from?: StartFrom;
+  /** Ends the iteration when aborted. */
+  signal?: AbortSignal;
+  /** Default {@link FETCH_MAX_WAIT_MS_DEFAULT}. */
+  maxWaitMs?: number;
+  /** Default {@link FETCH_MIN_BYTES_DEFAULT}. */
+  minBytes?: number;
+  /** Default {@link FETCH_MAX_BYTES_DEFAULT}. */
+  maxBytes?: number;
+  /** Default {@link MAX_PARTITION_FETCH_BYTES_DEFAULT}. */
+  partitionMaxBytes?: number;
+  /** Default "none": OFFSET_OUT_OF_RANGE is thrown. */
+  autoOffsetReset?: OffsetReset;
+  /** Deadline of finding the topic and the start offsets, ms. Default {@link API_TIMEOUT_MS_DEFAULT}. */
+  startTimeoutMs?: number;
+}
+
+/** Options of {@link Consumer}. Give `cluster` (shared) or `bootstrapServers` (owned). */
+export interface ConsumerOptions {
+  cluster?: Cluster;
+  bootstrapServers?: ClusterOptions["bootstrapServers"];
+  /** Deadline of one call beyond a Fetch's wait, ms. Default {@link REQUEST_TIMEOUT_MS_DEFAULT}. */
+  requestTimeoutMs?: number;
+}
+
+interface PartitionState {
+  partition: number;
+  position: number;
+  busy: boolean;
+  retryAtMs: number;
+  attempt: number;
+}
+
+interface FetchOutcome {
+  address: string;
+  states: PartitionState[];
+  response?: FetchResponse__Output;
+  error?: SamsaError;
+}
+
+/** Reads records of topics straight from partition leaders. */
+export class Consumer {
+  private readonly cluster: Cluster;
+  private readonly ownsCluster: boolean;
+  private readonly requestTimeoutMs: number;
+
+  constructor(options: ConsumerOptions) {
+    assert(
+      options.cluster !== undefined || options.bootstrapServers !== undefined,
+      "cluster or bootstrapServers",
+    );
+    this.ownsCluster = options.cluster === undefined;
+    this.cluster = options.cluster ?? new Cluster({ bootstrapServers: options.bootstrapServers! });
+    this.requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT;
+  }
+
+  /** The offsets of `spec` per partition (see {@link listOffsets}). */
+  listOffsets(
+    topic: string,
+    partitions: readonly number[],
+    spec: OffsetSpec,
+    signal?: AbortSignal,
+  ): Promise<Map<number, number>> {
+    return listOffsets(this.cluster, topic, partitions, spec, {
+      requestTimeoutMs: this.requestTimeoutMs,
+      signal,
+    });
+  }
+
+  /** Records of `topic` from `options.from` on, until the signal aborts; see the module doc. */
+  async *consume(
+    topic: string,
+    options: ConsumeOptions = {},
+  ): AsyncGenerator<ConsumerRecord, void, undefined> {
+    const stop = new AbortController();
+    const onAbort = (): void => stop.abort();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    if (options.signal?.aborted) stop.abort();
+    const signal = stop.signal;
+    const inflight = new Map<string, Promise<FetchOutcome>>();
+    try {
+      let states: PartitionState[];
+      try {
+        states = await this.start(topic, options, signal);
+      } catch (err) {
+        if (signal.aborted) return; // stopped while starting: an empty iteration, not an error
+        throw err;
+      }
+      while (!signal.aborted) {
+        await this.issueFetches(topic, states, inflight, options, signal);
+        if (inflight.size === 0) {
+          const next = Math.min(...states.map((s) => s.retryAtMs));
+          await sleep(Math.max(1, next - Date.now()), signal);
+          continue;
+        }
+        const outcome = await Promise.race(inflight.values());
+        inflight.delete(outcome.address);
+        for (const s of outcome.states) s.busy = false;
+        if (signal.aborted) break;
+        if (outcome.error !== undefined) {
+          for (const s of outcome.states) this.failed(topic, s, outcome.error);
+          continue;
+        }
+        for (const result of outcome.response!.partitions) {
+          const s = outcome.states.find(
+            (st) => st.partition === result.partition && result.topic === topic,
+          );
+          if (s === undefined) continue;
+          const code = fromProtoErrorCode(result.errorCode);
+          if (
+            code === ErrorCode.OFFSET_OUT_OF_RANGE &&
+            options.autoOffsetReset !== undefined &&
+            options.autoOffsetReset !== "none"
+          ) {
+            const spec = options.autoOffsetReset;
+            s.position =
+              (await this.listOffsets(topic, [s.partition], spec, signal)).get(s.partition) ??
+              s.position;
+          } else if (code !== ErrorCode.NONE) {
+            this.failed(
+              topic,
+              s,
+              new SamsaError(
+                code,
+                `${topic}-${s.partition}: ${result.errorMessage || ErrorCode[code]}`,
+              ),
+            );
+          } else {
+            s.attempt = 0;
+            yield* this.records(topic, s, result.records);
+          }
+        }
+      }
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+      stop.abort(); // cancels the fetches still in flight
+    }
+  }
+
+  /** Closes the connections (when the consumer owns its cluster). */
+  close(): void {
+    if (this.ownsCluster) this.cluster.close();
+  }
+
+  /** The partitions to read and their start positions. */
+  private async start(
+    topic: string,
+    options: ConsumeOptions,
+    signal: AbortSignal,
+  ): Promise<PartitionState[]> {
+    const timeoutMs = options.startTimeoutMs ?? API_TIMEOUT_MS_DEFAULT;
+    const metadata = await this.cluster.topic(topic, { timeoutMs, signal });
+    const all = metadata.partitions.map((p) => p.partition);
+    const partitions = options.partitions === undefined ? all : [...new Set(options.partitions)];
+    for (const p of partitions) {
+      if (!all.includes(p))
+        throw new SamsaError(ErrorCode.INVALID_REQUEST, `topic ${topic} has no partition ${p}`);
+    }
+    const from = options.from ?? "latest";
+    let positions: Map<number, number>;
+    if (typeof from === "object" && "offset" in from) {
+      if (!Number.isSafeInteger(from.offset) || from.offset < 0) {
+        throw new SamsaError(ErrorCode.INVALID_REQUEST, `offset ${from.offset} is not an offset`);
+      }
+      positions = new Map(partitions.map((p) => [p, from.offset]));
+    } else {
+      const opts = { timeoutMs, requestTimeoutMs: this.requestTimeoutMs, signal };
+      positions = await listOffsets(this.cluster, topic, partitions, from, opts);
+      // No record at or after the time: start at the end, for records yet to come.
+      const none = partitions.filter((p) => positions.get(p) === NO_OFFSET);
+      if (none.length > 0) {
+        const latest = await listOffsets(this.cluster, topic, none, "latest", opts);
+        for (const [p, o] of latest) positions.set(p, o);
+      }
+    }
+    return partitions.map((partition) => ({
+      partition,
+      position: positions.get(partition)!,
+      busy: false,
+      retryAtMs: 0,
+      attempt: 0,
+    }));
+  }
+
+  /** Starts one Fetch per leader that has idle partitions and none in flight. */
+  private async issueFetches(
+    topic: string,
+    states: PartitionState[],
+    inflight: Map<string, Promise<FetchOutcome>>,
+    options: ConsumeOptions,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const now = Date.now();
+    const idle = states.filter((s) => !s.busy && s.retryAtMs <= now);
+    if (idle.length === 0) return;
+    let metadata: TopicMetadata;
+    try {
+      metadata = await this.cluster.topic(topic, { timeoutMs: this.requestTimeoutMs, signal });
+    } catch (err) {
+      if (!(err instanceof SamsaError) || !err.retriable) throw err;
+      for (const s of idle) this.failed(topic, s, err);
+      return;
+    }
+    const byLeader = new Map<string, { s: PartitionState; epoch: number }[]>();
+    for (const s of idle) {
+      const leader = this.cluster.leaderOf(metadata, s.partition);
+      if (leader instanceof SamsaError) this.failed(topic, s, leader);
+      else if (!inflight.has(leader.address)) {
+        byLeader.set(leader.address, [
+          ...(byLeader.get(leader.address) ?? []),
+          { s, epoch: leader.leaderEpoch },
+        ]);
+      }
+    }
+    const maxWaitMs = options.maxWaitMs ?? FETCH_MAX_WAIT_MS_DEFAULT;
+    for (const [address, parts] of byLeader) {
+      for (const { s } of parts) s.busy = true;
+      const request = {
+        partitions: parts.map(({ s, epoch }) => ({
+          topic,
+          partition: s.partition,
+          fetchOffset: String(s.position),
+          currentLeaderEpoch: epoch,
+          partitionMaxBytes: options.partitionMaxBytes ?? MAX_PARTITION_FETCH_BYTES_DEFAULT,
+        })),
+        maxWaitMs,
+        minBytes: options.minBytes ?? FETCH_MIN_BYTES_DEFAULT,
+        maxBytes: options.maxBytes ?? FETCH_MAX_BYTES_DEFAULT,
+        isolationLevel: IsolationLevel.ISOLATION_LEVEL_READ_COMMITTED,
+        replicaId: CONSUMER_REPLICA_ID,
+      };
+      const states = parts.map((p) => p.s);
+      const call = unary(this.cluster.client(address), "Fetch", request, {
+        deadlineMs: maxWaitMs + this.requestTimeoutMs,
+        signal,
+      });
+      inflight.set(
+        address,
+        call.then(
+          (response) => ({ address, states, response }),
+          (err: unknown) => ({ address, states, error: asSamsaError(err) }),
+        ),
+      );
+    }
+  }
+
+  /** Yields the records at or after the position and moves the position past the batches. */
+  private *records(topic: string, s: PartitionState, data: Buffer): Generator<ConsumerRecord> {
+    if (data.length === 0) return;
+    for (const batch of decodeBatches(data)) {
+      for (const r of batch.records) {
+        if (r.offset < s.position) continue;
+        s.position = r.offset + 1;
+        yield {
+          topic,
+          partition: s.partition,
+          offset: r.offset,
+          timestamp: r.timestamp,
+          key: r.key,
+          value: r.value,
+          headers: r.headers,
+        };
+      }
+      s.position = Math.max(s.position, lastOffsetOf(batch.header) + 1);
+    }
+  }
+
+  /** Handles a partition's error: throws a non-retriable one, else schedules a retry. */
+  private failed(topic: string, s: PartitionState, err: SamsaError): void {
+    if (!err.retriable) throw err;
+    if (needsMetadataRefresh(err.code)) this.cluster.invalidate(topic);
+    s.retryAtMs = Date.now() + backoffMs(s.attempt++);
+  }
+}
+
+function asSamsaError(err: unknown): SamsaError {
+  if (err instanceof SamsaError) return err;
+  return new SamsaError(ErrorCode.UNKNOWN, err instanceof Error ? err.message : String(err), {
+    cause: err,
+  });
+}
