@@ -15,10 +15,30 @@ export class BrokerMetrics {
   private readonly produceErrors: Counter<"topic" | "code">;
 
   constructor(registry: Registry, replicas: () => ReplicaManager | undefined) {
-    this.bytesIn = new Counter({ name: "samsa_broker_bytes_in_total", help: "Record batch bytes appended, by topic.", labelNames: ["topic"], registers: [registry] });
-    this.messagesIn = new Counter({ name: "samsa_broker_messages_in_total", help: "Records appended, by topic.", labelNames: ["topic"], registers: [registry] });
-    this.bytesOut = new Counter({ name: "samsa_broker_bytes_out_total", help: "Record batch bytes served to consumers, by topic.", labelNames: ["topic"], registers: [registry] });
-    this.produceErrors = new Counter({ name: "samsa_broker_produce_errors_total", help: "Failed partition appends, by topic and error code.", labelNames: ["topic", "code"], registers: [registry] });
+    this.bytesIn = new Counter({
+      name: "samsa_broker_bytes_in_total",
+      help: "Record batch bytes appended, by topic.",
+      labelNames: ["topic"],
+      registers: [registry],
+    });
+    this.messagesIn = new Counter({
+      name: "samsa_broker_messages_in_total",
+      help: "Records appended, by topic.",
+      labelNames: ["topic"],
+      registers: [registry],
+    });
+    this.bytesOut = new Counter({
+      name: "samsa_broker_bytes_out_total",
+      help: "Record batch bytes served to consumers, by topic.",
+      labelNames: ["topic"],
+      registers: [registry],
+    });
+    this.produceErrors = new Counter({
+      name: "samsa_broker_produce_errors_total",
+      help: "Failed partition appends, by topic and error code.",
+      labelNames: ["topic", "code"],
+      registers: [registry],
+    });
     new Gauge({
       name: "samsa_broker_partitions",
       help: "Partitions hosted by this broker.",
@@ -32,10 +52,18 @@ export class BrokerMetrics {
       help: "Partitions this broker leads.",
       registers: [registry],
       collect() {
-        this.set(replicas()?.hosted().filter((p) => p.isLeader).length ?? 0);
+        this.set(
+          replicas()
+            ?.hosted()
+            .filter((p) => p.isLeader).length ?? 0,
+        );
       },
     });
-    const perPartition = (name: string, help: string, value: (p: ReturnType<ReplicaManager["hosted"]>[number]) => number) =>
+    const perPartition = (
+      name: string,
+      help: string,
+      value: (p: ReturnType<ReplicaManager["hosted"]>[number]) => number,
+    ) =>
       new Gauge({
         name,
         help,
@@ -43,13 +71,30 @@ export class BrokerMetrics {
         registers: [registry],
         collect() {
           this.reset();
-          for (const p of replicas()?.hosted() ?? []) this.set({ topic: p.topic, partition: String(p.partition) }, value(p));
+          for (const p of replicas()?.hosted() ?? [])
+            this.set({ topic: p.topic, partition: String(p.partition) }, value(p));
         },
       });
-    perPartition("samsa_log_size_bytes", "Bytes of all segments of a partition's log.", (p) => p.log.sizeBytes);
-    perPartition("samsa_log_end_offset", "Log end offset of a partition.", (p) => p.log.logEndOffset);
-    perPartition("samsa_log_start_offset", "Log start offset of a partition.", (p) => p.log.logStartOffset);
-    perPartition("samsa_log_high_watermark", "High watermark of a partition.", (p) => p.log.highWatermark);
+    perPartition(
+      "samsa_log_size_bytes",
+      "Bytes of all segments of a partition's log.",
+      (p) => p.log.sizeBytes,
+    );
+    perPartition(
+      "samsa_log_end_offset",
+      "Log end offset of a partition.",
+      (p) => p.log.logEndOffset,
+    );
+    perPartition(
+      "samsa_log_start_offset",
+      "Log start offset of a partition.",
+      (p) => p.log.logStartOffset,
+    );
+    perPartition(
+      "samsa_log_high_watermark",
+      "High watermark of a partition.",
+      (p) => p.log.highWatermark,
+    );
     perPartition("samsa_log_segments", "Segments of a partition's log.", (p) => p.log.segmentCount);
   }
 
@@ -67,9 +112,12 @@ export class BrokerMetrics {
     if (bytes > 0) this.bytesOut.inc({ topic }, bytes);
   }
 
-  recordFetch(results: ReadonlyArray<{ topic?: string; records?: Buffer | Uint8Array | string }>): void {
+  recordFetch(
+    results: ReadonlyArray<{ topic?: string; records?: Buffer | Uint8Array | string }>,
+  ): void {
     for (const r of results) {
-      if (r.topic && r.records && typeof r.records !== "string") this.recordBytesOut(r.topic, r.records.length);
+      if (r.topic && r.records && typeof r.records !== "string")
+        this.recordBytesOut(r.topic, r.records.length);
     }
   }
 }

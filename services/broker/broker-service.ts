@@ -16,7 +16,13 @@ import type { BrokerMetrics } from "./broker-metrics.js";
 import { describeMetadata } from "../shared/metadata/metadata-answer.js";
 import type { Partition } from "./partition.js";
 import type { ReplicaManager } from "./replica-manager.js";
-import { checkTopicPartition, errorResult, limit, NO_ERROR, parseInt64 } from "../shared/request-parsing.js";
+import {
+  checkTopicPartition,
+  errorResult,
+  limit,
+  NO_ERROR,
+  parseInt64,
+} from "../shared/request-parsing.js";
 import { subscribe } from "./subscribe.js";
 
 /** Acks values of the proto. */
@@ -51,15 +57,21 @@ export interface BrokerServiceDeps {
 function checkCount(n: number, what: string): void {
   if (n === 0) throw new SamsaError(ErrorCode.INVALID_REQUEST, `no ${what} in the request`);
   if (n > REQUEST_PARTITIONS_MAX) {
-    throw new SamsaError(ErrorCode.INVALID_REQUEST, `${n} ${what} exceed the limit of ${REQUEST_PARTITIONS_MAX}`);
+    throw new SamsaError(
+      ErrorCode.INVALID_REQUEST,
+      `${n} ${what} exceed the limit of ${REQUEST_PARTITIONS_MAX}`,
+    );
   }
 }
 
 /** Builds the handlers. */
-export function brokerServiceHandlers(deps: BrokerServiceDeps): ServiceHandlers<BrokerServiceHandlers> {
+export function brokerServiceHandlers(
+  deps: BrokerServiceDeps,
+): ServiceHandlers<BrokerServiceHandlers> {
   const { replicas, metrics, logger } = deps;
   const logUnexpected = (err: unknown, topic: string, partition: number) => {
-    if (!(err instanceof SamsaError)) logger.error("unexpected error", { topic, partition, error: String(err) });
+    if (!(err instanceof SamsaError))
+      logger.error("unexpected error", { topic, partition, error: String(err) });
   };
 
   async function producePartition(
@@ -73,7 +85,12 @@ export function brokerServiceHandlers(deps: BrokerServiceDeps): ServiceHandlers<
       const minIsr = deps.minInsyncReplicas(p.topic);
       const result = await part.appendAsLeader(p.records, minIsr, acks === ACKS_ALL);
       metrics.recordProduce(p.topic, p.records.length, result.recordCount);
-      return { ...base, errorCode: NO_ERROR, baseOffset: String(result.baseOffset), logStartOffset: String(part.log.logStartOffset) };
+      return {
+        ...base,
+        errorCode: NO_ERROR,
+        baseOffset: String(result.baseOffset),
+        logStartOffset: String(part.log.logStartOffset),
+      };
     } catch (err) {
       logUnexpected(err, p.topic, p.partition);
       metrics.recordProduceError(p.topic, err);
@@ -87,7 +104,15 @@ export function brokerServiceHandlers(deps: BrokerServiceDeps): ServiceHandlers<
     if (request.acks === ACKS_NONE) {
       // acks=0: the producer does not wait; failures only show in logs and metrics.
       void Promise.all(work);
-      return { partitions: request.partitions.map((p) => ({ topic: p.topic, partition: p.partition, errorCode: NO_ERROR, baseOffset: "-1", logStartOffset: "-1" })) };
+      return {
+        partitions: request.partitions.map((p) => ({
+          topic: p.topic,
+          partition: p.partition,
+          errorCode: NO_ERROR,
+          baseOffset: "-1",
+          logStartOffset: "-1",
+        })),
+      };
     }
     return { partitions: await Promise.all(work) };
   }
@@ -119,7 +144,18 @@ export function brokerServiceHandlers(deps: BrokerServiceDeps): ServiceHandlers<
       };
     } catch (err) {
       logUnexpected(err, fp.topic, fp.partition);
-      return { offset, result: { ...base, ...errorResult(err), highWatermark: "-1", logStartOffset: "-1", logEndOffset: "-1", records: Buffer.alloc(0), nextOffset: String(offset) } };
+      return {
+        offset,
+        result: {
+          ...base,
+          ...errorResult(err),
+          highWatermark: "-1",
+          logStartOffset: "-1",
+          logEndOffset: "-1",
+          records: Buffer.alloc(0),
+          nextOffset: String(offset),
+        },
+      };
     }
   }
 
@@ -128,7 +164,12 @@ export function brokerServiceHandlers(deps: BrokerServiceDeps): ServiceHandlers<
     let budget = total;
     const out = [];
     for (const fp of request.partitions) {
-      const partMax = limit(fp.partitionMaxBytes, FETCH_PARTITION_MAX_BYTES_DEFAULT, 1, FETCH_MAX_BYTES_DEFAULT);
+      const partMax = limit(
+        fp.partitionMaxBytes,
+        FETCH_PARTITION_MAX_BYTES_DEFAULT,
+        1,
+        FETCH_MAX_BYTES_DEFAULT,
+      );
       // Once the budget is spent the rest get no bytes (but still their offsets and errors).
       const r = await readPartition(fp, budget > 0 ? Math.min(partMax, budget) : 0);
       if (budget <= 0) r.result.records = Buffer.alloc(0);
@@ -159,7 +200,8 @@ export function brokerServiceHandlers(deps: BrokerServiceDeps): ServiceHandlers<
       }
     },
 
-    Subscribe: (request, _call, send, ctx) => subscribe(request, send, ctx.signal, replicas, metrics),
+    Subscribe: (request, _call, send, ctx) =>
+      subscribe(request, send, ctx.signal, replicas, metrics),
 
     ListOffsets: async (request) => {
       checkCount(request.partitions.length, "partitions");
@@ -171,11 +213,35 @@ export function brokerServiceHandlers(deps: BrokerServiceDeps): ServiceHandlers<
             const ts = parseInt64(lp.timestamp, "timestamp");
             const part = replicas.partitionFor(lp.topic, lp.partition, true);
             const log = part.log;
-            if (ts === EARLIEST_TIMESTAMP) return { ...base, errorCode: NO_ERROR, offset: String(log.logStartOffset), timestamp: "-1", leaderEpoch: part.leaderEpoch };
-            if (ts === LATEST_TIMESTAMP) return { ...base, errorCode: NO_ERROR, offset: String(log.highWatermark), timestamp: "-1", leaderEpoch: part.leaderEpoch };
-            if (ts < 0) throw new SamsaError(ErrorCode.INVALID_REQUEST, `timestamp ${ts} is neither -2, -1 nor a time`);
+            if (ts === EARLIEST_TIMESTAMP)
+              return {
+                ...base,
+                errorCode: NO_ERROR,
+                offset: String(log.logStartOffset),
+                timestamp: "-1",
+                leaderEpoch: part.leaderEpoch,
+              };
+            if (ts === LATEST_TIMESTAMP)
+              return {
+                ...base,
+                errorCode: NO_ERROR,
+                offset: String(log.highWatermark),
+                timestamp: "-1",
+                leaderEpoch: part.leaderEpoch,
+              };
+            if (ts < 0)
+              throw new SamsaError(
+                ErrorCode.INVALID_REQUEST,
+                `timestamp ${ts} is neither -2, -1 nor a time`,
+              );
             const found = await log.offsetForTimestamp(ts);
-            return { ...base, errorCode: NO_ERROR, offset: String(found?.offset ?? -1), timestamp: String(found?.timestamp ?? -1), leaderEpoch: part.leaderEpoch };
+            return {
+              ...base,
+              errorCode: NO_ERROR,
+              offset: String(found?.offset ?? -1),
+              timestamp: String(found?.timestamp ?? -1),
+              leaderEpoch: part.leaderEpoch,
+            };
           } catch (err) {
             logUnexpected(err, lp.topic, lp.partition);
             return { ...base, ...errorResult(err), offset: "-1", timestamp: "-1", leaderEpoch: -1 };
@@ -185,7 +251,8 @@ export function brokerServiceHandlers(deps: BrokerServiceDeps): ServiceHandlers<
       return { partitions };
     },
 
-    Metadata: async (request) => describeMetadata(deps.metadata, deps.clusterId, deps.controllerId(), request.topics),
+    Metadata: async (request) =>
+      describeMetadata(deps.metadata, deps.clusterId, deps.controllerId(), request.topics),
 
     OffsetsForLeaderEpoch: async (request) => {
       checkCount(request.partitions.length, "partitions");
@@ -197,7 +264,12 @@ export function brokerServiceHandlers(deps: BrokerServiceDeps): ServiceHandlers<
             const part = replicas.partitionFor(q.topic, q.partition, true);
             part.checkEpoch(q.currentLeaderEpoch);
             const r = part.log.endOffsetForEpoch(q.leaderEpoch);
-            return { ...base, errorCode: NO_ERROR, leaderEpoch: r.epoch, endOffset: String(r.endOffset) };
+            return {
+              ...base,
+              errorCode: NO_ERROR,
+              leaderEpoch: r.epoch,
+              endOffset: String(r.endOffset),
+            };
           } catch (err) {
             return { ...base, ...errorResult(err), leaderEpoch: -1, endOffset: "-1" };
           }

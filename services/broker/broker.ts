@@ -42,7 +42,13 @@ export class Broker {
     private readonly config: BrokerConfig,
     options: BrokerOptions = {},
   ) {
-    this.logger = options.logger ?? createLogger({ service: "broker", level: config.logLevel, fields: { brokerId: config.brokerId } });
+    this.logger =
+      options.logger ??
+      createLogger({
+        service: "broker",
+        level: config.logLevel,
+        fields: { brokerId: config.brokerId },
+      });
     this.registry = createRegistry("broker", { id: String(config.brokerId) });
   }
 
@@ -60,7 +66,11 @@ export class Broker {
   async start(): Promise<void> {
     const c = this.config;
     try {
-      this.etcd = await connectEtcd({ endpoints: c.etcdEndpoints, connectTimeoutMs: c.etcdConnectionTimeoutMs, registry: this.registry });
+      this.etcd = await connectEtcd({
+        endpoints: c.etcdEndpoints,
+        connectTimeoutMs: c.etcdConnectionTimeoutMs,
+        registry: this.registry,
+      });
       const keys = EtcdKeys.forCluster(c.clusterId, c.etcdPrefix);
       const baseLogConfig = brokerLogConfig(c);
       this.logManager = new LogManager({
@@ -83,7 +93,11 @@ export class Broker {
         logger: this.logger,
       });
       await this.replicas.start();
-      this.server = createGrpcServer({ registry: this.registry, logger: this.logger, socketRequestMaxBytes: c.socketRequestMaxBytes });
+      this.server = createGrpcServer({
+        registry: this.registry,
+        logger: this.logger,
+        socketRequestMaxBytes: c.socketRequestMaxBytes,
+      });
       const metadata = this.metadata;
       this.server.addService(
         brokerService,
@@ -94,27 +108,43 @@ export class Broker {
           metadata,
           metrics,
           logger: this.logger.child({ component: "broker-service" }),
-          minInsyncReplicas: (topic) => Number(metadata.topic(topic)?.config["min.insync.replicas"] ?? c.minInsyncReplicas),
+          minInsyncReplicas: (topic) =>
+            Number(metadata.topic(topic)?.config["min.insync.replicas"] ?? c.minInsyncReplicas),
           controllerId: () => (metadata.activeController()?.id ?? "").toString(),
         }),
       );
       this.boundPort = await this.server.listen(c.listener.host, c.listener.port);
-      const advertisedPort = c.advertisedListener.port === 0 ? this.boundPort : c.advertisedListener.port;
+      const advertisedPort =
+        c.advertisedListener.port === 0 ? this.boundPort : c.advertisedListener.port;
       this.metricsServer = await startMetricsServer({
         port: c.metricsPort,
         host: c.metricsHost,
         registry: this.registry,
-        health: () => ({ ok: this.registrar?.current !== undefined, detail: { brokerId: c.brokerId } }),
+        health: () => ({
+          ok: this.registrar?.current !== undefined,
+          detail: { brokerId: c.brokerId },
+        }),
       });
       this.registrar = new BrokerRegistrar({
         client: this.etcd,
         keys,
-        endpoint: { id: c.brokerId, host: c.advertisedListener.host, port: advertisedPort, rack: c.brokerRack, metricsPort: this.metricsServer.port },
+        endpoint: {
+          id: c.brokerId,
+          host: c.advertisedListener.host,
+          port: advertisedPort,
+          rack: c.brokerRack,
+          metricsPort: this.metricsServer.port,
+        },
         ttlSeconds: Math.max(1, Math.round(c.brokerSessionTimeoutMs / 1000)),
         logger: this.logger,
       });
       await this.registrar.start();
-      this.logger.info("broker started", { port: this.boundPort, advertised: `${c.advertisedListener.host}:${advertisedPort}`, metricsPort: this.metricsServer.port, logDirs: c.logDirs });
+      this.logger.info("broker started", {
+        port: this.boundPort,
+        advertised: `${c.advertisedListener.host}:${advertisedPort}`,
+        metricsPort: this.metricsServer.port,
+        logDirs: c.logDirs,
+      });
     } catch (err) {
       this.logger.error("broker failed to start", { error: (err as Error).message });
       await this.stop();

@@ -49,7 +49,8 @@ export class Partition {
     this.leader = true;
     this.epoch = epoch;
     this.isr = isr;
-    for (const id of [...this.followerEndOffsets.keys()]) if (!isr.includes(id)) this.followerEndOffsets.delete(id);
+    for (const id of [...this.followerEndOffsets.keys()])
+      if (!isr.includes(id)) this.followerEndOffsets.delete(id);
     this.maybeAdvanceHighWatermark();
   }
 
@@ -69,20 +70,33 @@ export class Partition {
   checkEpoch(requestEpoch: number): void {
     if (requestEpoch < 0 || requestEpoch === this.epoch) return;
     if (requestEpoch < this.epoch) {
-      throw new SamsaError(ErrorCode.FENCED_LEADER_EPOCH, `leader epoch ${requestEpoch} is older than ${this.epoch}`);
+      throw new SamsaError(
+        ErrorCode.FENCED_LEADER_EPOCH,
+        `leader epoch ${requestEpoch} is older than ${this.epoch}`,
+      );
     }
-    throw new SamsaError(ErrorCode.UNKNOWN_LEADER_EPOCH, `leader epoch ${requestEpoch} is newer than ${this.epoch}`);
+    throw new SamsaError(
+      ErrorCode.UNKNOWN_LEADER_EPOCH,
+      `leader epoch ${requestEpoch} is newer than ${this.epoch}`,
+    );
   }
 
   /** Throws NOT_LEADER unless this broker leads the partition. */
   requireLeader(): void {
     if (!this.leader) {
-      throw new SamsaError(ErrorCode.NOT_LEADER, `broker ${this.brokerId} does not lead ${this.topic}-${this.partition}`);
+      throw new SamsaError(
+        ErrorCode.NOT_LEADER,
+        `broker ${this.brokerId} does not lead ${this.topic}-${this.partition}`,
+      );
     }
   }
 
   /** Appends as leader, stamping the current epoch; advances the high watermark if it can. */
-  async appendAsLeader(records: Buffer, minInsyncReplicas: number, requireIsr: boolean): Promise<AppendResult> {
+  async appendAsLeader(
+    records: Buffer,
+    minInsyncReplicas: number,
+    requireIsr: boolean,
+  ): Promise<AppendResult> {
     this.requireLeader();
     if (requireIsr && this.isr.length < minInsyncReplicas) {
       throw new SamsaError(
@@ -115,7 +129,12 @@ export class Partition {
 
   /** Resolves when new data may be readable past `offset`, on `signal`, or after `timeoutMs`. */
   waitForData(offset: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    if (this.log.highWatermark > offset || timeoutMs <= 0 || signal?.aborted || this.waiters.size >= DATA_WAITERS_MAX) {
+    if (
+      this.log.highWatermark > offset ||
+      timeoutMs <= 0 ||
+      signal?.aborted ||
+      this.waiters.size >= DATA_WAITERS_MAX
+    ) {
       return Promise.resolve();
     }
     return new Promise<void>((resolve) => {

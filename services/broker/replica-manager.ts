@@ -59,7 +59,8 @@ export class ReplicaManager {
   private scheduleTopic(topicKey: string): void {
     const name = decodeURIComponent(topicKey.slice(topicKey.lastIndexOf("/") + 1));
     for (const p of this.options.metadata.partitions(name)) this.schedule(name, p.partition);
-    for (const p of this.partitions.values()) if (p.topic === name) this.schedule(name, p.partition);
+    for (const p of this.partitions.values())
+      if (p.topic === name) this.schedule(name, p.partition);
   }
 
   private reconcileAll(): void {
@@ -74,7 +75,13 @@ export class ReplicaManager {
     const prev = this.chains.get(k) ?? Promise.resolve();
     const next = prev
       .then(() => this.reconcile(topic, partition))
-      .catch((err) => this.logger.error("partition reconcile failed", { topic, partition, error: (err as Error).message }))
+      .catch((err) =>
+        this.logger.error("partition reconcile failed", {
+          topic,
+          partition,
+          error: (err as Error).message,
+        }),
+      )
       .finally(() => {
         if (this.chains.get(k) === next) this.chains.delete(k);
       });
@@ -88,24 +95,33 @@ export class ReplicaManager {
     const state = metadata.partition(topic, partition);
     const k = key(topic, partition);
     const hosted = this.partitions.get(k);
-    const recreated = hosted && record && this.topicIds.get(k) !== record.id;
-    if (!record || !state || !state.replicas.includes(brokerId) || recreated) {
-      if (hosted || this.options.logManager.getLog(topic, partition)) await this.remove(topic, partition, record ? "reassigned or recreated" : "topic deleted");
-      if (!record || !state || !state.replicas.includes(brokerId)) return;
+    const recreated = hosted !== undefined && record !== undefined && this.topicIds.get(k) !== record.id;
+    const assigned = record !== undefined && state?.replicas.includes(brokerId) === true;
+    if (!assigned || recreated) {
+      if (hosted || this.options.logManager.getLog(topic, partition)) {
+        await this.remove(topic, partition, record ? "reassigned or recreated" : "topic deleted");
+      }
+      if (!assigned) return;
     }
-    const p = this.partitions.get(k) ?? (await this.open(record, partition));
-    this.applyState(p, state);
+    const p = this.partitions.get(k) ?? (await this.open(record!, partition));
+    this.applyState(p, state!);
   }
 
   private async open(record: TopicRecord, partition: number): Promise<Partition> {
     // Only log configs shape the log; others (min.insync.replicas, ...) are read elsewhere.
-    const logProps = Object.fromEntries(Object.entries(record.config).filter(([k]) => k in LOG_CONFIG_NAMES));
+    const logProps = Object.fromEntries(
+      Object.entries(record.config).filter(([k]) => k in LOG_CONFIG_NAMES),
+    );
     const config = topicLogConfig(this.options.baseLogConfig, logProps);
     const log = await this.options.logManager.getOrCreateLog(record.name, partition, config);
     const p = new Partition(record.name, partition, log, this.options.brokerId);
     this.partitions.set(key(record.name, partition), p);
     this.topicIds.set(key(record.name, partition), record.id);
-    this.logger.info("hosting partition", { topic: record.name, partition, logEndOffset: log.logEndOffset });
+    this.logger.info("hosting partition", {
+      topic: record.name,
+      partition,
+      logEndOffset: log.logEndOffset,
+    });
     return p;
   }
 
@@ -143,9 +159,15 @@ export class ReplicaManager {
     if (!p) {
       const state = this.options.metadata.partition(topic, partition);
       if (!state) {
-        throw new SamsaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `unknown topic-partition ${topic}-${partition}`);
+        throw new SamsaError(
+          ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+          `unknown topic-partition ${topic}-${partition}`,
+        );
       }
-      throw new SamsaError(ErrorCode.NOT_LEADER, `broker ${this.options.brokerId} does not host ${topic}-${partition}`);
+      throw new SamsaError(
+        ErrorCode.NOT_LEADER,
+        `broker ${this.options.brokerId} does not host ${topic}-${partition}`,
+      );
     }
     if (requireLeader) p.requireLeader();
     return p;

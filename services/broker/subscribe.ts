@@ -60,7 +60,11 @@ export async function subscribe(
     part = replicas.partitionFor(request.topic, request.partition, true);
     const r = await part.log.read(offset, maxBytes);
     if (r.bytes.length > 0) {
-      await send({ records: r.bytes, highWatermark: String(r.highWatermark), nextOffset: String(r.nextOffset) });
+      await send({
+        records: r.bytes,
+        highWatermark: String(r.highWatermark),
+        nextOffset: String(r.nextOffset),
+      });
       metrics.recordBytesOut(request.topic, r.bytes.length);
       offset = r.nextOffset;
       continue;

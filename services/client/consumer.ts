@@ -8,10 +8,10 @@
  * Iteration ends when the signal aborts or the caller stops; a non-retriable error is thrown.
  */
 import { assert, ErrorCode, SamsaError } from "../shared/errors.js";
-import { unary } from "../shared/grpc/client.js";
-import { fromProtoErrorCode } from "../shared/grpc/errors.js";
 import type { FetchResponse__Output } from "../shared/generated/samsa/v1/FetchResponse.js";
 import { IsolationLevel } from "../shared/generated/samsa/v1/IsolationLevel.js";
+import { unary } from "../shared/grpc/client.js";
+import { fromProtoErrorCode } from "../shared/grpc/errors.js";
 import { decodeBatches, lastOffsetOf } from "../shared/record-batch/index.js";
 import { listOffsets, NO_OFFSET, type OffsetSpec } from "./list-offsets.js";
 import {
@@ -20,6 +20,7 @@ import {
   needsMetadataRefresh,
   type TopicMetadata,
 } from "./metadata.js";
+import { asSamsaError } from "./produce-job.js";
 import type { ConsumerRecord } from "./records.js";
 import { API_TIMEOUT_MS_DEFAULT, backoffMs, REQUEST_TIMEOUT_MS_DEFAULT, sleep } from "./retry.js";
 
@@ -318,11 +319,4 @@ export class Consumer {
     if (needsMetadataRefresh(err.code)) this.cluster.invalidate(topic);
     s.retryAtMs = Date.now() + backoffMs(s.attempt++);
   }
-}
-
-function asSamsaError(err: unknown): SamsaError {
-  if (err instanceof SamsaError) return err;
-  return new SamsaError(ErrorCode.UNKNOWN, err instanceof Error ? err.message : String(err), {
-    cause: err,
-  });
 }

@@ -21,8 +21,8 @@ export { ADDRESS_LIST_SEPARATOR, parseAddress, parseAddressList } from "./addres
 export {
   AdminClient,
   type AdminClientOptions,
-  CONTROLLER_HINT_HOPS_MAX,
   type ClusterDescription,
+  CONTROLLER_HINT_HOPS_MAX,
   type CreatedTopic,
   type NewTopic,
   type TopicDescription,
@@ -56,8 +56,8 @@ export {
   type LeaderInfo,
   METADATA_MAX_AGE_MS_DEFAULT,
   METADATA_REFRESH_CODES,
-  needsMetadataRefresh,
   NO_LEADER_ID,
+  needsMetadataRefresh,
   type PartitionMetadata,
   type TopicMetadata,
 } from "./metadata.js";

@@ -5,9 +5,9 @@
  * within a deadline.
  */
 import { ErrorCode, SamsaError } from "../shared/errors.js";
+import { IsolationLevel } from "../shared/generated/samsa/v1/IsolationLevel.js";
 import { unary } from "../shared/grpc/client.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
-import { IsolationLevel } from "../shared/generated/samsa/v1/IsolationLevel.js";
 import type { Cluster } from "./metadata.js";
 import { needsMetadataRefresh } from "./metadata.js";
 import {

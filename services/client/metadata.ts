@@ -8,13 +8,13 @@
  * of broker channels the producer and consumer call through.
  */
 import { ErrorCode, SamsaError } from "../shared/errors.js";
+import type { BrokerInfo__Output } from "../shared/generated/samsa/v1/BrokerInfo.js";
+import type { MetadataResponse__Output } from "../shared/generated/samsa/v1/MetadataResponse.js";
+import type { PartitionInfo__Output } from "../shared/generated/samsa/v1/PartitionInfo.js";
 import type { ClientOptions } from "../shared/grpc/client.js";
 import { unary } from "../shared/grpc/client.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
 import { type BrokerServiceClient, brokerService } from "../shared/grpc/proto.js";
-import type { BrokerInfo__Output } from "../shared/generated/samsa/v1/BrokerInfo.js";
-import type { MetadataResponse__Output } from "../shared/generated/samsa/v1/MetadataResponse.js";
-import type { PartitionInfo__Output } from "../shared/generated/samsa/v1/PartitionInfo.js";
 import { formatAddress, parseAddressList } from "./addresses.js";
 import { ConnectionPool } from "./connection-pool.js";
 import {

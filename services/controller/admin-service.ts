@@ -9,7 +9,10 @@ import type { Etcd3 } from "etcd3";
 import type { ControllerElection } from "../shared/etcd/election.js";
 import type { EtcdKeys } from "../shared/etcd/keys.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
-import type { AdminServiceClient, AdminServiceHandlers } from "../shared/generated/samsa/v1/AdminService.js";
+import type {
+  AdminServiceClient,
+  AdminServiceHandlers,
+} from "../shared/generated/samsa/v1/AdminService.js";
 import { createClient, unary } from "../shared/grpc/client.js";
 import { CONTROLLER_METADATA_KEY } from "../shared/grpc/errors.js";
 import type { ServiceHandlers } from "../shared/grpc/handlers.js";
@@ -40,11 +43,18 @@ export interface AdminServiceDeps {
 }
 
 function checkTopicCount(n: number): void {
-  if (n > ADMIN_TOPICS_MAX) throw new SamsaError(ErrorCode.INVALID_REQUEST, `${n} topics exceed the limit of ${ADMIN_TOPICS_MAX}`);
+  if (n > ADMIN_TOPICS_MAX)
+    throw new SamsaError(
+      ErrorCode.INVALID_REQUEST,
+      `${n} topics exceed the limit of ${ADMIN_TOPICS_MAX}`,
+    );
 }
 
 /** Builds the handlers; `close()` drops forwarding connections. */
-export function adminServiceHandlers(deps: AdminServiceDeps): { handlers: ServiceHandlers<AdminServiceHandlers>; close(): void } {
+export function adminServiceHandlers(deps: AdminServiceDeps): {
+  handlers: ServiceHandlers<AdminServiceHandlers>;
+  close(): void;
+} {
   // The election exists only once the server has bound its port: read it at call time.
   const { metadata } = deps;
   const election = () => deps.election;
@@ -52,9 +62,15 @@ export function adminServiceHandlers(deps: AdminServiceDeps): { handlers: Servic
 
   function notController(): SamsaError {
     const leader = election().leader();
-    return new SamsaError(ErrorCode.NOT_CONTROLLER, leader ? `the active controller is ${leader.id} at ${leader.address}` : "no controller is active", {
-      metadata: leader ? { [CONTROLLER_METADATA_KEY]: leader.address } : {},
-    });
+    return new SamsaError(
+      ErrorCode.NOT_CONTROLLER,
+      leader
+        ? `the active controller is ${leader.id} at ${leader.address}`
+        : "no controller is active",
+      {
+        metadata: leader ? { [CONTROLLER_METADATA_KEY]: leader.address } : {},
+      },
+    );
   }
 
   /** Runs `act` when active; otherwise forwards the call to the active controller. */
@@ -67,7 +83,12 @@ export function adminServiceHandlers(deps: AdminServiceDeps): { handlers: Servic
     const leadership = election().leadership;
     if (leadership) return act(leadership);
     const leader = election().leader();
-    if (!leader || leader.id === deps.controllerId || call.metadata.get(FORWARDED_METADATA_KEY).length > 0) throw notController();
+    if (
+      !leader ||
+      leader.id === deps.controllerId ||
+      call.metadata.get(FORWARDED_METADATA_KEY).length > 0
+    )
+      throw notController();
     let client = forwardClients.get(leader.address);
     if (!client) {
       client = createClient(adminService.Client, leader.address);
@@ -76,9 +97,17 @@ export function adminServiceHandlers(deps: AdminServiceDeps): { handlers: Servic
     const md = new grpc.Metadata();
     md.set(FORWARDED_METADATA_KEY, deps.controllerId);
     try {
-      return (await unary(client, method, request as never, { deadlineMs: FORWARD_DEADLINE_MS, metadata: md })) as Res;
+      return (await unary(client, method, request as never, {
+        deadlineMs: FORWARD_DEADLINE_MS,
+        metadata: md,
+      })) as Res;
     } catch (err) {
-      if (err instanceof SamsaError && err.code !== ErrorCode.LEADER_NOT_AVAILABLE && err.code !== ErrorCode.REQUEST_TIMED_OUT) throw err;
+      if (
+        err instanceof SamsaError &&
+        err.code !== ErrorCode.LEADER_NOT_AVAILABLE &&
+        err.code !== ErrorCode.REQUEST_TIMED_OUT
+      )
+        throw err;
       throw notController();
     }
   }
@@ -91,16 +120,41 @@ export function adminServiceHandlers(deps: AdminServiceDeps): { handlers: Servic
         for (const t of request.topics) {
           try {
             const spec = resolveTopicSpec(
-              { name: t.name, numPartitions: t.numPartitions, replicationFactor: t.replicationFactor, configs: { ...t.configs } },
+              {
+                name: t.name,
+                numPartitions: t.numPartitions,
+                replicationFactor: t.replicationFactor,
+                configs: { ...t.configs },
+              },
               deps.defaults,
               metadata,
             );
-            const record = request.validateOnly ? undefined : await createTopic(deps.client, deps.keys, leadership, metadata, spec);
-            if (record) deps.logger.info("created topic", { topic: spec.name, partitions: spec.partitions, replicationFactor: spec.replicationFactor, topicId: record.id });
-            topics.push({ name: t.name, errorCode: NO_ERROR, topicId: record?.id ?? "", numPartitions: spec.partitions, replicationFactor: spec.replicationFactor });
+            const record = request.validateOnly
+              ? undefined
+              : await createTopic(deps.client, deps.keys, leadership, metadata, spec);
+            if (record)
+              deps.logger.info("created topic", {
+                topic: spec.name,
+                partitions: spec.partitions,
+                replicationFactor: spec.replicationFactor,
+                topicId: record.id,
+              });
+            topics.push({
+              name: t.name,
+              errorCode: NO_ERROR,
+              topicId: record?.id ?? "",
+              numPartitions: spec.partitions,
+              replicationFactor: spec.replicationFactor,
+            });
           } catch (err) {
             if (err instanceof SamsaError && err.code === ErrorCode.NOT_CONTROLLER) throw err;
-            topics.push({ name: t.name, ...errorResult(err), topicId: "", numPartitions: -1, replicationFactor: -1 });
+            topics.push({
+              name: t.name,
+              ...errorResult(err),
+              topicId: "",
+              numPartitions: -1,
+              replicationFactor: -1,
+            });
           }
         }
         return { topics };
@@ -125,7 +179,12 @@ export function adminServiceHandlers(deps: AdminServiceDeps): { handlers: Servic
 
     DescribeTopics: async (request) => {
       checkTopicCount(request.names.length);
-      const answer = describeMetadata(metadata, deps.clusterId, election().leader()?.id ?? "", request.names);
+      const answer = describeMetadata(
+        metadata,
+        deps.clusterId,
+        election().leader()?.id ?? "",
+        request.names,
+      );
       return {
         topics: (answer.topics ?? []).map((t) => ({
           ...t,
@@ -142,7 +201,9 @@ export function adminServiceHandlers(deps: AdminServiceDeps): { handlers: Servic
         controllerId: leader?.id ?? "",
         controllerEpoch: String(leader?.epoch ?? -1),
         controllerAddress: leader?.address ?? "",
-        brokers: metadata.brokers().map((b) => ({ id: b.id, host: b.host, port: b.port, rack: b.rack ?? "" })),
+        brokers: metadata
+          .brokers()
+          .map((b) => ({ id: b.id, host: b.host, port: b.port, rack: b.rack ?? "" })),
       };
     },
   };

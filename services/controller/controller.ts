@@ -39,7 +39,13 @@ export class Controller {
     private readonly config: ControllerConfig,
     options: ControllerOptions = {},
   ) {
-    this.logger = options.logger ?? createLogger({ service: "controller", level: config.logLevel, fields: { controllerId: config.controllerId } });
+    this.logger =
+      options.logger ??
+      createLogger({
+        service: "controller",
+        level: config.logLevel,
+        fields: { controllerId: config.controllerId },
+      });
     this.registry = createRegistry("controller", { id: config.controllerId });
   }
 
@@ -57,7 +63,11 @@ export class Controller {
   async start(): Promise<void> {
     const c = this.config;
     try {
-      this.etcd = await connectEtcd({ endpoints: c.etcdEndpoints, connectTimeoutMs: c.etcdConnectionTimeoutMs, registry: this.registry });
+      this.etcd = await connectEtcd({
+        endpoints: c.etcdEndpoints,
+        connectTimeoutMs: c.etcdConnectionTimeoutMs,
+        registry: this.registry,
+      });
       const keys = EtcdKeys.forCluster(c.clusterId, c.etcdPrefix);
       this.metadata = new ClusterMetadata(this.etcd, keys, this.logger);
       await this.metadata.start();
@@ -72,13 +82,19 @@ export class Controller {
         get election() {
           return self.election!;
         },
-        defaults: { numPartitions: c.numPartitions, defaultReplicationFactor: c.defaultReplicationFactor },
+        defaults: {
+          numPartitions: c.numPartitions,
+          defaultReplicationFactor: c.defaultReplicationFactor,
+        },
         logger: this.logger.child({ component: "admin-service" }),
       });
       this.closeAdmin = admin.close;
       this.server.addService(adminService, admin.handlers);
       this.boundPort = await this.server.listen(c.listener.host, c.listener.port);
-      const advertised = { host: c.advertisedListener.host, port: c.advertisedListener.port === 0 ? this.boundPort : c.advertisedListener.port };
+      const advertised = {
+        host: c.advertisedListener.host,
+        port: c.advertisedListener.port === 0 ? this.boundPort : c.advertisedListener.port,
+      };
       this.election = new ControllerElection({
         client: this.etcd,
         keys,
@@ -93,7 +109,11 @@ export class Controller {
         health: () => ({ ok: true, detail: { active: this.isActive } }),
       });
       await this.election.start();
-      this.logger.info("controller started", { port: this.boundPort, address: formatHostPort(advertised), metricsPort: this.metricsServer.port });
+      this.logger.info("controller started", {
+        port: this.boundPort,
+        address: formatHostPort(advertised),
+        metricsPort: this.metricsServer.port,
+      });
     } catch (err) {
       this.logger.error("controller failed to start", { error: (err as Error).message });
       await this.stop();
@@ -101,10 +121,23 @@ export class Controller {
     }
   }
 
-  private wireElection(etcd: Etcd3, keys: EtcdKeys, metadata: ClusterMetadata, election: ControllerElection): LeaderElector {
+  private wireElection(
+    etcd: Etcd3,
+    keys: EtcdKeys,
+    metadata: ClusterMetadata,
+    election: ControllerElection,
+  ): LeaderElector {
     const c = this.config;
-    const elections = new Counter({ name: "samsa_controller_elections_total", help: "Times this controller became active.", registers: [this.registry] });
-    const leaderChanges = new Counter({ name: "samsa_controller_leader_changes_total", help: "Partition leader changes made by this controller.", registers: [this.registry] });
+    const elections = new Counter({
+      name: "samsa_controller_elections_total",
+      help: "Times this controller became active.",
+      registers: [this.registry],
+    });
+    const leaderChanges = new Counter({
+      name: "samsa_controller_leader_changes_total",
+      help: "Partition leader changes made by this controller.",
+      registers: [this.registry],
+    });
     new Gauge({
       name: "samsa_controller_active",
       help: "1 while this controller is the active one.",
@@ -119,7 +152,11 @@ export class Controller {
       registers: [this.registry],
       collect: function () {
         const live = new Set(metadata.brokers().map((b) => b.id));
-        this.set(metadata.partitions().filter((p) => p.state.leader === noLeader || !live.has(p.state.leader)).length);
+        this.set(
+          metadata
+            .partitions()
+            .filter((p) => p.state.leader === noLeader || !live.has(p.state.leader)).length,
+        );
       },
     });
     const elector = new LeaderElector({
@@ -138,10 +175,15 @@ export class Controller {
       this.logger.info("became the active controller", { epoch: leadership.epoch });
       elector.trigger(leadership);
     });
-    election.onDeposed((_l, reason) => this.logger.warn("no longer the active controller", { reason }));
+    election.onDeposed((_l, reason) =>
+      this.logger.warn("no longer the active controller", { reason }),
+    );
     metadata.onChange((change) => {
       const leadership = election.leadership;
-      if (leadership && (change.kind === "broker" || (change.kind === "partition" && change.event.type === "put"))) {
+      if (
+        leadership &&
+        (change.kind === "broker" || (change.kind === "partition" && change.event.type === "put"))
+      ) {
         elector.trigger(leadership);
       }
     });

@@ -22,7 +22,11 @@ import type { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 export const ELECTION_CAS_ATTEMPTS_MAX = 5;
 
 /** Decides a partition's next state given the live brokers; undefined when nothing changes. */
-export function nextPartitionState(state: PartitionState, live: ReadonlySet<number>, unclean: boolean): PartitionState | undefined {
+export function nextPartitionState(
+  state: PartitionState,
+  live: ReadonlySet<number>,
+  unclean: boolean,
+): PartitionState | undefined {
   const isrLive = state.isr.filter((r) => live.has(r));
   if (state.leader !== noLeader && live.has(state.leader)) {
     if (isrLive.length === state.isr.length) return undefined;
@@ -35,7 +39,13 @@ export function nextPartitionState(state: PartitionState, live: ReadonlySet<numb
     if (leader !== noLeader) isr = [leader];
   }
   if (leader === noLeader && state.leader === noLeader) return undefined;
-  return { ...state, leader, isr, leaderEpoch: state.leaderEpoch + 1, partitionEpoch: state.partitionEpoch + 1 };
+  return {
+    ...state,
+    leader,
+    isr,
+    leaderEpoch: state.leaderEpoch + 1,
+    partitionEpoch: state.partitionEpoch + 1,
+  };
 }
 
 /** What the elector needs. */
@@ -91,7 +101,11 @@ export class LeaderElector {
     return changed;
   }
 
-  private async electOne(leadership: ControllerLeadership, topic: string, partition: number): Promise<boolean> {
+  private async electOne(
+    leadership: ControllerLeadership,
+    topic: string,
+    partition: number,
+  ): Promise<boolean> {
     const { client, keys, metadata } = this.options;
     for (let attempt = 0; attempt < ELECTION_CAS_ATTEMPTS_MAX; attempt++) {
       const current = await readPartitionState(client, keys, topic, partition);
@@ -99,9 +113,18 @@ export class LeaderElector {
       const live = new Set(metadata.brokers().map((b) => b.id));
       const next = nextPartitionState(current.state, live, this.options.uncleanAllowed(topic));
       if (!next) return false;
-      const res = await casPartitionState(client, keys, { topic, partition, expected: current, next, fence: leadership });
+      const res = await casPartitionState(client, keys, {
+        topic,
+        partition,
+        expected: current,
+        next,
+        fence: leadership,
+      });
       if (res.won) {
-        if (next.leader !== current.state.leader || next.leaderEpoch !== current.state.leaderEpoch) {
+        if (
+          next.leader !== current.state.leader ||
+          next.leaderEpoch !== current.state.leaderEpoch
+        ) {
           this.logger.info("partition leader changed", {
             topic,
             partition,
@@ -115,7 +138,10 @@ export class LeaderElector {
         return true;
       }
     }
-    this.logger.warn("partition state kept changing; will retry on the next sweep", { topic, partition });
+    this.logger.warn("partition state kept changing; will retry on the next sweep", {
+      topic,
+      partition,
+    });
     return false;
   }
 }

@@ -46,7 +46,10 @@ export function assignReplicas(
   const order = placementOrder(brokers);
   const n = order.length;
   if (replicationFactor > n) {
-    throw new SamsaError(ErrorCode.INVALID_REPLICATION_FACTOR, `replication factor ${replicationFactor} is larger than the ${n} live brokers`);
+    throw new SamsaError(
+      ErrorCode.INVALID_REPLICATION_FACTOR,
+      `replication factor ${replicationFactor} is larger than the ${n} live brokers`,
+    );
   }
   const out: number[][] = [];
   for (let i = 0; i < partitions; i++) {

@@ -9,7 +9,12 @@ import { randomUUID } from "node:crypto";
 import type { Etcd3 } from "etcd3";
 import type { ControllerLeadership } from "../shared/etcd/election.js";
 import { fencedTxn } from "../shared/etcd/election.js";
-import { encodePartitionState, encodeTopicRecord, type EtcdKeys, type TopicRecord } from "../shared/etcd/keys.js";
+import {
+  encodePartitionState,
+  encodeTopicRecord,
+  type EtcdKeys,
+  type TopicRecord,
+} from "../shared/etcd/keys.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import type { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { assignReplicas } from "./replica-assignment.js";
@@ -40,18 +45,28 @@ export interface TopicDefaults {
 
 /** Applies defaults (-1 / 0 mean "the cluster's default") and validates; returns the spec. */
 export function resolveTopicSpec(
-  request: { name: string; numPartitions: number; replicationFactor: number; configs: Record<string, string> },
+  request: {
+    name: string;
+    numPartitions: number;
+    replicationFactor: number;
+    configs: Record<string, string>;
+  },
   defaults: TopicDefaults,
   metadata: ClusterMetadata,
 ): TopicSpec {
   validateTopicName(request.name);
   const partitions = request.numPartitions <= 0 ? defaults.numPartitions : request.numPartitions;
-  const replicationFactor = request.replicationFactor <= 0 ? defaults.defaultReplicationFactor : request.replicationFactor;
+  const replicationFactor =
+    request.replicationFactor <= 0 ? defaults.defaultReplicationFactor : request.replicationFactor;
   validatePartitionCount(partitions);
   validateReplicationFactor(replicationFactor, metadata.brokers().length);
   validateTopicConfigs(request.configs);
-  if (metadata.topic(request.name)) throw new SamsaError(ErrorCode.TOPIC_ALREADY_EXISTS, `topic "${request.name}" already exists`);
-  checkTopicCollision(request.name, metadata.topics().map((t) => t.name));
+  if (metadata.topic(request.name))
+    throw new SamsaError(ErrorCode.TOPIC_ALREADY_EXISTS, `topic "${request.name}" already exists`);
+  checkTopicCollision(
+    request.name,
+    metadata.topics().map((t) => t.name),
+  );
   return { name: request.name, partitions, replicationFactor, configs: request.configs };
 }
 
@@ -68,11 +83,18 @@ export async function createTopic(
   for (let i = 0; i < assignment.length; i += TXN_OPS_MAX) {
     const txn = fencedTxn(client, leadership).and(topicKey, "Create", "==", 0);
     assignment.slice(i, i + TXN_OPS_MAX).forEach((replicas, k) => {
-      const state = { replicas, leader: replicas[0]!, leaderEpoch: 0, isr: replicas, partitionEpoch: 0 };
+      const state = {
+        replicas,
+        leader: replicas[0]!,
+        leaderEpoch: 0,
+        isr: replicas,
+        partitionEpoch: 0,
+      };
       txn.do(client.put(keys.partition(spec.name, i + k)).value(encodePartitionState(state)));
     });
     const res = await txn.commit();
-    if (!res.succeeded) throw new SamsaError(ErrorCode.TOPIC_ALREADY_EXISTS, `topic "${spec.name}" already exists`);
+    if (!res.succeeded)
+      throw new SamsaError(ErrorCode.TOPIC_ALREADY_EXISTS, `topic "${spec.name}" already exists`);
   }
   const record: TopicRecord = {
     id: randomUUID(),
@@ -86,17 +108,24 @@ export async function createTopic(
     .and(topicKey, "Create", "==", 0)
     .do(client.put(topicKey).value(encodeTopicRecord(record)))
     .commit();
-  if (!res.succeeded) throw new SamsaError(ErrorCode.TOPIC_ALREADY_EXISTS, `topic "${spec.name}" already exists`);
+  if (!res.succeeded)
+    throw new SamsaError(ErrorCode.TOPIC_ALREADY_EXISTS, `topic "${spec.name}" already exists`);
   return record;
 }
 
 /** Deletes a topic's record and partition states in one fenced txn. */
-export async function deleteTopic(client: Etcd3, keys: EtcdKeys, leadership: ControllerLeadership, name: string): Promise<void> {
+export async function deleteTopic(
+  client: Etcd3,
+  keys: EtcdKeys,
+  leadership: ControllerLeadership,
+  name: string,
+): Promise<void> {
   validateTopicName(name);
   const topicKey = keys.topic(name);
   const res = await fencedTxn(client, leadership)
     .and(topicKey, "Create", ">", 0)
     .do(client.delete().key(topicKey), client.delete().prefix(keys.partitionsPrefix(name)))
     .commit();
-  if (!res.succeeded) throw new SamsaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic "${name}" does not exist`);
+  if (!res.succeeded)
+    throw new SamsaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic "${name}" does not exist`);
 }

@@ -24,13 +24,21 @@ export const NON_LOG_TOPIC_CONFIGS: ReadonlySet<string> = new Set([
 
 /** Throws INVALID_TOPIC unless `name` is a legal topic name. */
 export function validateTopicName(name: string): void {
-  if (typeof name !== "string" || name.length === 0) throw new SamsaError(ErrorCode.INVALID_TOPIC, "topic name is empty");
-  if (name === "." || name === "..") throw new SamsaError(ErrorCode.INVALID_TOPIC, `topic name cannot be "${name}"`);
+  if (typeof name !== "string" || name.length === 0)
+    throw new SamsaError(ErrorCode.INVALID_TOPIC, "topic name is empty");
+  if (name === "." || name === "..")
+    throw new SamsaError(ErrorCode.INVALID_TOPIC, `topic name cannot be "${name}"`);
   if (name.length > TOPIC_NAME_LENGTH_MAX) {
-    throw new SamsaError(ErrorCode.INVALID_TOPIC, `topic name is ${name.length} characters, the limit is ${TOPIC_NAME_LENGTH_MAX}`);
+    throw new SamsaError(
+      ErrorCode.INVALID_TOPIC,
+      `topic name is ${name.length} characters, the limit is ${TOPIC_NAME_LENGTH_MAX}`,
+    );
   }
   if (!TOPIC_NAME.test(name)) {
-    throw new SamsaError(ErrorCode.INVALID_TOPIC, `topic name "${name}" has characters other than ASCII letters, digits, '.', '_' and '-'`);
+    throw new SamsaError(
+      ErrorCode.INVALID_TOPIC,
+      `topic name "${name}" has characters other than ASCII letters, digits, '.', '_' and '-'`,
+    );
   }
 }
 
@@ -42,7 +50,10 @@ export function checkTopicCollision(name: string, existing: Iterable<string>): v
   const norm = (n: string) => n.replaceAll(".", "_");
   for (const other of existing) {
     if (other !== name && norm(other) === norm(name)) {
-      throw new SamsaError(ErrorCode.INVALID_TOPIC, `topic "${name}" collides with existing topic "${other}" ('.' and '_' collide)`);
+      throw new SamsaError(
+        ErrorCode.INVALID_TOPIC,
+        `topic "${name}" collides with existing topic "${other}" ('.' and '_' collide)`,
+      );
     }
   }
 }
@@ -50,17 +61,26 @@ export function checkTopicCollision(name: string, existing: Iterable<string>): v
 /** Throws INVALID_PARTITIONS unless 1 ≤ n ≤ limit. */
 export function validatePartitionCount(n: number): void {
   if (!Number.isInteger(n) || n < 1 || n > TOPIC_PARTITIONS_MAX) {
-    throw new SamsaError(ErrorCode.INVALID_PARTITIONS, `number of partitions ${n} must be in [1, ${TOPIC_PARTITIONS_MAX}]`);
+    throw new SamsaError(
+      ErrorCode.INVALID_PARTITIONS,
+      `number of partitions ${n} must be in [1, ${TOPIC_PARTITIONS_MAX}]`,
+    );
   }
 }
 
 /** Throws INVALID_REPLICATION_FACTOR unless 1 ≤ rf ≤ live brokers. */
 export function validateReplicationFactor(rf: number, liveBrokers: number): void {
   if (!Number.isInteger(rf) || rf < 1 || rf > REPLICATION_FACTOR_MAX) {
-    throw new SamsaError(ErrorCode.INVALID_REPLICATION_FACTOR, `replication factor ${rf} must be in [1, ${REPLICATION_FACTOR_MAX}]`);
+    throw new SamsaError(
+      ErrorCode.INVALID_REPLICATION_FACTOR,
+      `replication factor ${rf} must be in [1, ${REPLICATION_FACTOR_MAX}]`,
+    );
   }
   if (rf > liveBrokers) {
-    throw new SamsaError(ErrorCode.INVALID_REPLICATION_FACTOR, `replication factor ${rf} is larger than the ${liveBrokers} live brokers`);
+    throw new SamsaError(
+      ErrorCode.INVALID_REPLICATION_FACTOR,
+      `replication factor ${rf} is larger than the ${liveBrokers} live brokers`,
+    );
   }
 }
 
@@ -70,10 +90,16 @@ export function validateTopicConfigs(configs: Readonly<Record<string, string>>):
   for (const [k, v] of Object.entries(configs)) {
     if (NON_LOG_TOPIC_CONFIGS.has(k)) {
       if (k === "min.insync.replicas" && !/^[1-9]\d{0,2}$/.test(v)) {
-        throw new SamsaError(ErrorCode.INVALID_CONFIG, `invalid topic config min.insync.replicas: "${v}" is not a positive integer`);
+        throw new SamsaError(
+          ErrorCode.INVALID_CONFIG,
+          `invalid topic config min.insync.replicas: "${v}" is not a positive integer`,
+        );
       }
       if (k === "unclean.leader.election.enable" && v !== "true" && v !== "false") {
-        throw new SamsaError(ErrorCode.INVALID_CONFIG, `invalid topic config ${k}: "${v}" is not true or false`);
+        throw new SamsaError(
+          ErrorCode.INVALID_CONFIG,
+          `invalid topic config ${k}: "${v}" is not true or false`,
+        );
       }
       continue;
     }

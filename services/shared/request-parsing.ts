@@ -14,10 +14,14 @@ export const INT64_SAFE_MAX = Number.MAX_SAFE_INTEGER;
 export function parseInt64(value: string | number | undefined | null, field: string): number {
   const text = value === undefined || value === null ? "0" : String(value);
   if (!/^-?\d{1,16}$/.test(text)) {
-    throw new SamsaError(ErrorCode.INVALID_REQUEST, `${field} "${text}" is not a 64-bit integer in range`);
+    throw new SamsaError(
+      ErrorCode.INVALID_REQUEST,
+      `${field} "${text}" is not a 64-bit integer in range`,
+    );
   }
   const n = Number(text);
-  if (!Number.isSafeInteger(n)) throw new SamsaError(ErrorCode.INVALID_REQUEST, `${field} ${text} is out of range`);
+  if (!Number.isSafeInteger(n))
+    throw new SamsaError(ErrorCode.INVALID_REQUEST, `${field} ${text} is out of range`);
   return n;
 }
 
@@ -27,20 +31,32 @@ export function checkTopicPartition(topic: string, partition: number): void {
     throw new SamsaError(ErrorCode.INVALID_REQUEST, "topic is required");
   }
   if (!Number.isInteger(partition) || partition < 0) {
-    throw new SamsaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `partition ${partition} of ${topic} does not exist`);
+    throw new SamsaError(
+      ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+      `partition ${partition} of ${topic} does not exist`,
+    );
   }
 }
 
 /** Clamps a non-negative limit into [min, max], treating 0 / missing as `fallback`. */
-export function limit(value: number | undefined, fallback: number, min: number, max: number): number {
+export function limit(
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   const v = !value || value <= 0 ? fallback : value;
   return Math.min(Math.max(v, min), max);
 }
 
 /** An error as a per-partition result: code and message (unexpected errors are UNKNOWN). */
 export function errorResult(err: unknown): { errorCode: ProtoErrorCode; errorMessage: string } {
-  if (err instanceof SamsaError) return { errorCode: toProtoErrorCode(err.code), errorMessage: err.message };
-  return { errorCode: toProtoErrorCode(ErrorCode.UNKNOWN), errorMessage: "unexpected server error" };
+  if (err instanceof SamsaError)
+    return { errorCode: toProtoErrorCode(err.code), errorMessage: err.message };
+  return {
+    errorCode: toProtoErrorCode(ErrorCode.UNKNOWN),
+    errorMessage: "unexpected server error",
+  };
 }
 
 /** The proto's "no error" value. */

@@ -49,7 +49,12 @@ export class ClusterMetadata {
       decode: decodeBrokerRegistration,
       logger,
     });
-    this.topicCache = new PrefixCache({ client, prefix: keys.topicsPrefix(), decode: decodeTopicRecord, logger });
+    this.topicCache = new PrefixCache({
+      client,
+      prefix: keys.topicsPrefix(),
+      decode: decodeTopicRecord,
+      logger,
+    });
     this.partitionCache = new PrefixCache({
       client,
       prefix: keys.partitionsPrefix(),
@@ -137,7 +142,9 @@ export class ClusterMetadata {
 
   /** All topics, by name. */
   topics(): TopicRecord[] {
-    return [...this.topicCache.entries()].map(([, t]) => t).sort((a, b) => a.name.localeCompare(b.name));
+    return [...this.topicCache.entries()]
+      .map(([, t]) => t)
+      .sort((a, b) => a.name.localeCompare(b.name));
   }
 
   /** A topic, if it exists. */

@@ -23,14 +23,23 @@ export function describeMetadata(
     brokers: brokers.map((b) => ({ id: b.id, host: b.host, port: b.port, rack: b.rack ?? "" })),
     topics: names.map((name) => {
       const record = metadata.topic(name);
-      if (!record) return { name, errorCode: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, topicId: "", partitions: [] };
+      if (!record)
+        return {
+          name,
+          errorCode: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+          topicId: "",
+          partitions: [],
+        };
       return {
         name,
         errorCode: 0,
         topicId: record.id,
         partitions: metadata.partitions(name).map(({ partition, state }) => ({
           partition,
-          errorCode: state.leader === noLeader || !live.has(state.leader) ? ErrorCode.LEADER_NOT_AVAILABLE : 0,
+          errorCode:
+            state.leader === noLeader || !live.has(state.leader)
+              ? ErrorCode.LEADER_NOT_AVAILABLE
+              : 0,
           leaderId: live.has(state.leader) ? state.leader : noLeader,
           leaderEpoch: state.leaderEpoch,
           replicas: [...state.replicas],
