@@ -40,7 +40,7 @@ const batch = (n: number): SubscribeResponse => ({
 const handlers: ServiceHandlers<BrokerServiceHandlers> = {
   Metadata: async (request) => ({
     clusterId: "test-cluster",
-    controllerId: -1,
+    controllerId: "",
     brokers: [{ id: 1, host: "127.0.0.1", port: 1, rack: "" }],
     topics: request.topics.map((name) => ({ name, errorCode: 0, topicId: "", partitions: [] })),
   }),
