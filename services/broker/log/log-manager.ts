@@ -184,6 +184,8 @@ export class LogManager {
     let pending = this.opening.get(k);
     if (!pending) {
       const logDir = this.dirOf.get(k) ?? this.leastLoadedDir();
+      // Claim the dir now, so partitions created concurrently spread across the dirs.
+      this.dirOf.set(k, logDir);
       pending = this.openLog(topic, partition, logDir, config ?? this.configFor(topic)).finally(
         () => this.opening.delete(k),
       );

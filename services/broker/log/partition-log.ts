@@ -189,6 +189,11 @@ export class PartitionLog {
     this.hw = Math.min(Math.max(offset, this.startOffset), this.endOffset);
   }
 
+  /** Largest batch accepted: a batch must fit in one segment, so segment.bytes bounds it too. */
+  private get maxBatchBytes(): number {
+    return Math.min(this.config.maxMessageBytes, this.config.segmentBytes);
+  }
+
   private get active(): LogSegment {
     return this.segments[this.segments.length - 1]!;
   }
@@ -217,14 +222,14 @@ export class PartitionLog {
         `leader epoch ${leaderEpoch} is older than the log's ${this.epochs.latestEpoch()}`,
       );
     }
-    const summary = validateBatches(batches, { maxBatchBytes: this.config.maxMessageBytes });
+    const summary = validateBatches(batches, { maxBatchBytes: this.maxBatchBytes });
     return this.enqueue(batches, summary, leaderEpoch);
   }
 
   /** Appends as a follower: offsets and epochs are the leader's and stay as they are. */
   async appendAsFollower(batches: Buffer): Promise<AppendResult> {
     this.checkUsable();
-    const summary = validateBatches(batches, { maxBatchBytes: this.config.maxMessageBytes });
+    const summary = validateBatches(batches, { maxBatchBytes: this.maxBatchBytes });
     let next = -1;
     for (const h of summary.headers) {
       if (h.baseOffset < next) {
@@ -303,6 +308,7 @@ export class PartitionLog {
     let done: Array<[PendingAppend, AppendResult]> = [];
     let groupBytes = 0;
     let next = this.endOffset;
+    let latestEpoch = this.epochs.latestEpoch();
     const flushChunks = async () => {
       if (chunks.length > 0) await this.writeChunks(chunks, infos, done);
       chunks = [];
@@ -322,6 +328,16 @@ export class PartitionLog {
           );
           continue;
         }
+        if (item.leaderEpoch !== undefined && item.leaderEpoch < latestEpoch) {
+          // Checked again here: appends of two epochs queued together must stay in order.
+          item.reject(
+            new SamsaError(
+              ErrorCode.FENCED_LEADER_EPOCH,
+              `leader epoch ${item.leaderEpoch} is older than the log's ${latestEpoch}`,
+            ),
+          );
+          continue;
+        }
         const base = item.leaderEpoch === undefined ? first.baseOffset : next;
         const last =
           item.leaderEpoch === undefined
@@ -334,6 +350,8 @@ export class PartitionLog {
           await this.rollAt(base);
         }
         next = this.stampItem(item, next, infos);
+        for (const h of item.summary.headers)
+          latestEpoch = Math.max(latestEpoch, h.partitionLeaderEpoch);
         chunks.push(item.buf);
         groupBytes += item.buf.length;
         done.push([
@@ -395,11 +413,12 @@ export class PartitionLog {
       this.unflushedMessages += item.summary.recordCount;
     }
     this.endOffset = infos.at(-1)!.lastOffset + 1;
-    if (this.config.flushStrict) await this.active.syncData();
-    for (const [item, result] of done) item.resolve(result);
     if (this.config.flushMessages > 0 && this.unflushedMessages >= this.config.flushMessages) {
       await this.flushNow();
+    } else if (this.config.flushStrict) {
+      await this.active.syncData();
     }
+    for (const [item, result] of done) item.resolve(result);
   }
 
   /** Starts a new active segment at `baseOffset` (≥ log end); runs on the queue. */
@@ -505,7 +524,14 @@ export class PartitionLog {
       await this.retire(drop);
       const removed = await this.active.truncateTo(offset);
       this.endOffset = this.active.nextOffset;
+      if (this.endOffset < this.startOffset) {
+        // The cut batch straddled the log start: nothing at or above the start remains.
+        await this.resetTo(this.startOffset);
+        return;
+      }
       this.afterTruncation();
+      // The epoch file must not outlive the truncation: recovery trusts it.
+      await this.epochs.flush();
       this.logger.info("truncated log", {
         offset,
         logEndOffset: this.endOffset,
@@ -523,12 +549,12 @@ export class PartitionLog {
   }
 
   private async resetTo(offset: number): Promise<void> {
-    const drop = this.segments;
-    const seg = await LogSegment.create(this.dir, offset, this.config);
-    this.segments = [seg];
-    await this.retire(drop.filter((s) => s !== seg && s.baseOffset !== offset));
+    // Retire first: the new segment may reuse a retired one's file name.
+    await this.retire(this.segments);
+    this.segments = [await LogSegment.create(this.dir, offset, this.config)];
     this.startOffset = offset;
     this.endOffset = offset;
+    this.hw = offset;
     this.epochs.clear();
     this.afterTruncation();
     this.logger.info("truncated log fully", { offset });

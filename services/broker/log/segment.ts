@@ -11,7 +11,7 @@ import {
   readBatchHeader,
   validateBatch,
 } from "../../shared/record-batch/header.js";
-import { BATCH_HEADER_BYTES } from "../../shared/record-batch/layout.js";
+import { BATCH_BYTES_MAX, BATCH_HEADER_BYTES } from "../../shared/record-batch/layout.js";
 import { readAt, type ScanStop, scanBatches } from "./batch-scanner.js";
 import type { LogConfig } from "./log-config.js";
 import { OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from "./offset-index.js";
@@ -185,10 +185,13 @@ export class LogSegment {
 
   /** Finds the end offset, max timestamp and first timestamp of a segment opened from its indexes. */
   private async loadTail(onBatch?: (header: BatchHeader) => void): Promise<void> {
-    const start = this.offsetIndex.lastPosition;
+    const indexEnd = this.offsetIndex.lastPosition;
+    let start = indexEnd;
     if (this.timeIndex.entryCount > 0) {
       this.maxTimestamp = this.timeIndex.lastTimestamp;
       this.offsetOfMaxTimestamp = this.timeIndex.lastEntry.offset;
+      // A full time index stops early: batches after its last entry may hold larger timestamps.
+      start = Math.min(indexEnd, this.offsetIndex.lookup(this.timeIndex.lastEntry.offset).position);
     }
     let tailEnd = start;
     for await (const b of this.scan(start, false)) {
@@ -202,7 +205,7 @@ export class LogSegment {
     }
     // Trailing garbage past the last whole batch cannot be served; recovery would cut it.
     this.size = tailEnd;
-    this.bytesSinceIndexEntry = this.size - start;
+    this.bytesSinceIndexEntry = this.size - indexEnd;
     if (this.size > 0) {
       const firstHeader = await readAt(this.fh, 0, BATCH_HEADER_BYTES);
       this.firstBatchTimestamp = readBatchHeader(firstHeader, 0).maxTimestamp;
@@ -212,7 +215,8 @@ export class LogSegment {
   private scan(start: number, validate: boolean, onStop?: (s: ScanStop) => void) {
     return scanBatches(
       this.fh,
-      { start, end: this.size, validate, maxBatchBytes: this.config.segmentBytes },
+      // Any batch the format allows: a lowered segment.bytes must not make old batches "invalid".
+      { start, end: this.size, validate, maxBatchBytes: BATCH_BYTES_MAX },
       onStop,
     );
   }
