@@ -199,7 +199,8 @@ export class AdminClient {
         this.active = address;
         return response;
       } catch (err) {
-        if (!(err instanceof SamsaError) || !err.retriable || deadline.expired) throw err;
+        if (!(err instanceof SamsaError) || !err.retriable) throw err;
+        if (deadline.expired) throw gaveUp(method, err, this.apiTimeoutMs);
         if (this.active === address) this.active = undefined;
         const hint = controllerHint(err, address);
         if (hint !== undefined && hops < CONTROLLER_HINT_HOPS_MAX) {
@@ -209,7 +210,7 @@ export class AdminClient {
         }
         if (queue.length === 0) {
           await sleep(backoffMs(attempt++), undefined, deadline);
-          if (deadline.expired) throw err;
+          if (deadline.expired) throw gaveUp(method, err, this.apiTimeoutMs);
           queue = this.order();
           hops = 0;
         }
@@ -235,6 +236,15 @@ function controllerHint(err: SamsaError, tried: string): string | undefined {
   } catch {
     return undefined; // A malformed hint is ignored: the configured controllers still work.
   }
+}
+
+/** The last retriable error of a call that ran out of time, with what was tried (code kept). */
+function gaveUp(method: string, err: SamsaError, timeoutMs: number): SamsaError {
+  return new SamsaError(
+    err.code,
+    `${method}: no controller answered within ${timeoutMs} ms; last error: ${err.message}`,
+    { cause: err, metadata: err.metadata === undefined ? undefined : { ...err.metadata } },
+  );
 }
 
 /** A per-topic error as a SamsaError, or null for NONE. */

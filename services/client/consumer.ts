@@ -145,43 +145,43 @@ export class Consumer {
         inflight.delete(outcome.address);
         for (const s of outcome.states) s.busy = false;
         if (signal.aborted) break;
-        if (outcome.error !== undefined) {
-          for (const s of outcome.states) this.failed(topic, s, outcome.error);
-          continue;
-        }
-        for (const result of outcome.response!.partitions) {
-          const s = outcome.states.find(
-            (st) => st.partition === result.partition && result.topic === topic,
-          );
-          if (s === undefined) continue;
-          const code = fromProtoErrorCode(result.errorCode);
-          if (
-            code === ErrorCode.OFFSET_OUT_OF_RANGE &&
-            options.autoOffsetReset !== undefined &&
-            options.autoOffsetReset !== "none"
-          ) {
-            const spec = options.autoOffsetReset;
-            s.position =
-              (await this.listOffsets(topic, [s.partition], spec, signal)).get(s.partition) ??
-              s.position;
-          } else if (code !== ErrorCode.NONE) {
-            this.failed(
-              topic,
-              s,
-              new SamsaError(
-                code,
-                `${topic}-${s.partition}: ${result.errorMessage || ErrorCode[code]}`,
-              ),
-            );
-          } else {
-            s.attempt = 0;
-            yield* this.records(topic, s, result.records);
-          }
-        }
+        yield* this.handle(topic, outcome, options, signal);
       }
     } finally {
       options.signal?.removeEventListener("abort", onAbort);
       stop.abort(); // cancels the fetches still in flight
+    }
+  }
+
+  /**
+   * Handles one leader's Fetch answer: yields each partition's records; an out-of-range
+   * position is reset as `autoOffsetReset` says; other errors go to {@link failed}.
+   */
+  private async *handle(
+    topic: string,
+    outcome: FetchOutcome,
+    options: ConsumeOptions,
+    signal: AbortSignal,
+  ): AsyncGenerator<ConsumerRecord, void, undefined> {
+    if (outcome.error !== undefined) {
+      for (const s of outcome.states) this.failed(topic, s, outcome.error);
+      return;
+    }
+    const reset = options.autoOffsetReset ?? "none";
+    for (const result of outcome.response!.partitions) {
+      const s = outcome.states.find((st) => st.partition === result.partition);
+      if (s === undefined || result.topic !== topic) continue;
+      const code = fromProtoErrorCode(result.errorCode);
+      if (code === ErrorCode.NONE) {
+        s.attempt = 0;
+        yield* this.records(topic, s, result.records);
+      } else if (code === ErrorCode.OFFSET_OUT_OF_RANGE && reset !== "none") {
+        const offsets = await this.listOffsets(topic, [s.partition], reset, signal);
+        s.position = offsets.get(s.partition) ?? s.position;
+      } else {
+        const message = `${topic}-${s.partition}: ${result.errorMessage || ErrorCode[code]}`;
+        this.failed(topic, s, new SamsaError(code, message));
+      }
     }
   }
 

@@ -7,7 +7,7 @@
  * maps to), fenced or unknown leader epochs, storage errors). {@link Cluster} also owns the pool
  * of broker channels the producer and consumer call through.
  */
-import { ErrorCode, SamsaError } from "../shared/errors.js";
+import { ErrorCode, isSamsaError, SamsaError } from "../shared/errors.js";
 import type { BrokerInfo__Output } from "../shared/generated/samsa/v1/BrokerInfo.js";
 import type { MetadataResponse__Output } from "../shared/generated/samsa/v1/MetadataResponse.js";
 import type { PartitionInfo__Output } from "../shared/generated/samsa/v1/PartitionInfo.js";
@@ -178,11 +178,15 @@ export class Cluster {
         if (fetched !== undefined && fetched.error === ErrorCode.NONE) return fetched;
         last = topicError(topic, fetched?.error ?? ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
       } catch (err) {
-        last = err;
+        // A call cut short by this wait's own deadline says less than the answer before it
+        // (e.g. "topic t does not exist"), which is then kept.
+        const cutShort = isSamsaError(err, ErrorCode.REQUEST_TIMED_OUT) && deadline.expired;
+        if (!cutShort || last === undefined) last = err;
       }
       if (!(last instanceof SamsaError) || !last.retriable) throw last;
       if (deadline.expired || options.signal?.aborted) throw last;
       await sleep(backoffMs(attempt), options.signal, deadline);
+      if (deadline.expired || options.signal?.aborted) throw last;
     }
   }
 

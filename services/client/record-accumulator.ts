@@ -8,6 +8,7 @@
  * waits for room up to `max.block.ms`.
  */
 import { assert, ErrorCode, SamsaError } from "../shared/errors.js";
+import { BATCH_HEADER_BYTES } from "../shared/record-batch/index.js";
 import { normalizeRecord, type ProducerRecord, type RecordMetadata } from "./records.js";
 
 /** How long a record may wait for more to batch with, ms (Kafka's `linger.ms`). */
@@ -96,7 +97,7 @@ export class RecordAccumulator {
   async add(topic: string, record: ProducerRecord): Promise<Delivery> {
     if (this.closed) throw new SamsaError(ErrorCode.INVALID_REQUEST, "the producer is closed");
     const bytes = normalizeRecord(record, 0).sizeBytes;
-    if (bytes > this.bufferMemoryBytes || bytes > this.maxRequestSizeBytes) {
+    if (bytes > this.bufferMemoryBytes || bytes + BATCH_HEADER_BYTES > this.maxRequestSizeBytes) {
       throw new SamsaError(
         ErrorCode.MESSAGE_TOO_LARGE,
         `a record of ${bytes} bytes exceeds buffer.memory or max.request.size`,

@@ -3,7 +3,7 @@
  * `retriable` flag alone (ARCHITECTURE 7), always within a deadline, with exponential backoff
  * between attempts so that a cluster in failover is not hammered.
  */
-import { assert, ErrorCode, SamsaError } from "../shared/errors.js";
+import { assert } from "../shared/errors.js";
 
 /** First pause before a retry, ms (Kafka's `retry.backoff.ms`). */
 export const RETRY_BACKOFF_INITIAL_MS = 100;
@@ -71,19 +71,4 @@ export function sleep(ms: number, signal?: AbortSignal, deadline?: Deadline): Pr
     const timer = setTimeout(done, wait);
     signal?.addEventListener("abort", done, { once: true });
   });
-}
-
-/** The error an operation that ran out of time throws: its last error, or REQUEST_TIMED_OUT. */
-export function timedOut(what: string, timeoutMs: number, last?: unknown): SamsaError {
-  if (last instanceof SamsaError) return last;
-  return new SamsaError(
-    ErrorCode.REQUEST_TIMED_OUT,
-    `${what} did not complete within ${timeoutMs} ms`,
-    { cause: last },
-  );
-}
-
-/** The error of an operation stopped by its caller's abort signal. */
-export function aborted(what: string): SamsaError {
-  return new SamsaError(ErrorCode.REQUEST_TIMED_OUT, `${what} was aborted`);
 }

@@ -29,6 +29,12 @@ export const FORWARDED_METADATA_KEY = "samsa-forwarded";
 export const FORWARD_DEADLINE_MS = 30_000;
 /** Topics per admin request at most. */
 export const ADMIN_TOPICS_MAX = 1_000;
+/**
+ * How long a write waits for this controller's own election to be confirmed once it observes
+ * itself as the leader, ms (the observer sees the predecessor's key go some milliseconds before
+ * the campaign reports the election).
+ */
+export const ELECTION_CONFIRM_WAIT_MS = 1_000;
 
 /** What the handlers need. */
 export interface AdminServiceDeps {
@@ -73,6 +79,24 @@ export function adminServiceHandlers(deps: AdminServiceDeps): {
     );
   }
 
+  /**
+   * Our leadership; when we already observe ourselves as the leader but the campaign has not
+   * confirmed it yet, waits for that (bounded) instead of answering NOT_CONTROLLER naming us.
+   */
+  function ownLeadership(): Promise<ControllerElection["leadership"]> {
+    const current = election().leadership;
+    if (current || election().leader()?.id !== deps.controllerId) return Promise.resolve(current);
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        off();
+        resolve(election().leadership);
+      };
+      const timer = setTimeout(done, ELECTION_CONFIRM_WAIT_MS);
+      const off = election().onElected(done);
+    });
+  }
+
   /** Runs `act` when active; otherwise forwards the call to the active controller. */
   async function activeOrForward<Req, Res>(
     method: "CreateTopics" | "DeleteTopics",
@@ -80,7 +104,7 @@ export function adminServiceHandlers(deps: AdminServiceDeps): {
     call: grpc.ServerUnaryCall<Req, Res>,
     act: (leadership: NonNullable<ControllerElection["leadership"]>) => Promise<Res>,
   ): Promise<Res> {
-    const leadership = election().leadership;
+    const leadership = await ownLeadership();
     if (leadership) return act(leadership);
     const leader = election().leader();
     if (
