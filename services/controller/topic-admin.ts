@@ -83,11 +83,13 @@ export async function createTopic(
   for (let i = 0; i < assignment.length; i += TXN_OPS_MAX) {
     const txn = fencedTxn(client, leadership).and(topicKey, "Create", "==", 0);
     assignment.slice(i, i + TXN_OPS_MAX).forEach((replicas, k) => {
+      // Followers join the ISR once they have caught up (replication); until then only the
+      // leader is in sync, so the high watermark follows the leader alone.
       const state = {
         replicas,
         leader: replicas[0]!,
         leaderEpoch: 0,
-        isr: replicas,
+        isr: [replicas[0]!],
         partitionEpoch: 0,
       };
       txn.do(client.put(keys.partition(spec.name, i + k)).value(encodePartitionState(state)));

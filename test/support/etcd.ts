@@ -33,6 +33,17 @@ const stderrTailBytesMax = 8_192;
 export interface StartEtcdOptions {
   /** Data dir to use (kept on stop). Default: a fresh temp dir, removed on stop. */
   dataDir?: string;
+  /** Fixed client port (no retry on a clash). Default: a free loopback port. */
+  clientPort?: number;
+  /** Fixed peer port. Default: a free loopback port. */
+  peerPort?: number;
+  /** Also write etcd's (warn-level) log to this file, appending. Default: stderr only. */
+  logFile?: string;
+  /**
+   * Run etcd in its own process group, so a terminal's Ctrl-C reaches only the parent, which
+   * then stops etcd last, after the services that use it. Default false.
+   */
+  detached?: boolean;
 }
 
 /** A running etcd started by {@link startEtcd}. */
@@ -96,14 +107,17 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdPro
   const binary = findEtcdBinary();
   const ownDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "samsa-etcd-")));
+  const detached = options.detached ?? false;
+  // Fixed ports cannot be changed on a clash, so retrying them would only fail again.
+  const attempts = options.clientPort === undefined ? portRetriesMax : 1;
   let lastError: unknown;
-  for (let attempt = 0; attempt < portRetriesMax; attempt++) {
-    const clientPort = await freePort();
-    const peerPort = await freePort();
-    const args = etcdArgs(dataDir, clientPort, peerPort);
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const clientPort = options.clientPort ?? (await freePort());
+    const peerPort = options.peerPort ?? (await freePort());
+    const args = etcdArgs(dataDir, clientPort, peerPort, options.logFile);
     try {
-      const first = await launch(binary, args, `http://127.0.0.1:${clientPort}`);
-      return handle(binary, args, first, clientPort, dataDir, ownDir);
+      const first = await launch(binary, args, `http://127.0.0.1:${clientPort}`, detached);
+      return handle(binary, args, first, clientPort, dataDir, ownDir, detached);
     } catch (err) {
       lastError = err;
     }
@@ -112,7 +126,12 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdPro
   throw lastError;
 }
 
-function etcdArgs(dataDir: string, clientPort: number, peerPort: number): string[] {
+function etcdArgs(
+  dataDir: string,
+  clientPort: number,
+  peerPort: number,
+  logFile: string | undefined,
+): string[] {
   const client = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   return [
@@ -125,7 +144,7 @@ function etcdArgs(dataDir: string, clientPort: number, peerPort: number): string
     `--initial-cluster=samsa-test=${peer}`,
     "--initial-cluster-state=new",
     "--logger=zap",
-    "--log-outputs=stderr",
+    logFile === undefined ? "--log-outputs=stderr" : `--log-outputs=stderr,${logFile}`,
     "--log-level=warn",
   ];
 }
@@ -135,8 +154,13 @@ interface Launched {
   exited: Promise<void>;
 }
 
-async function launch(binary: string, args: string[], endpoint: string): Promise<Launched> {
-  const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
+async function launch(
+  binary: string,
+  args: string[],
+  endpoint: string,
+  detached: boolean,
+): Promise<Launched> {
+  const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"], detached });
   running.add(child);
   let stderrTail = "";
   child.stderr?.on("data", (chunk: Buffer) => {
@@ -175,7 +199,7 @@ async function launch(binary: string, args: string[], endpoint: string): Promise
 }
 
 /** Whether every thread of `pid` is in state T (stopped), from /proc (Linux). */
-async function allThreadsStopped(pid: number): Promise<boolean> {
+export async function allThreadsStopped(pid: number): Promise<boolean> {
   const tasks = await readdir(`/proc/${pid}/task`);
   for (const task of tasks) {
     const stat = await readFile(`/proc/${pid}/task/${task}/stat`, "utf8").catch(() => "");
@@ -193,6 +217,7 @@ function handle(
   clientPort: number,
   dataDir: string,
   ownDir: boolean,
+  detached: boolean,
 ): EtcdProcess {
   let current = first;
   let paused = false;
@@ -240,7 +265,7 @@ function handle(
     },
     async restart() {
       await kill();
-      current = await launch(binary, args, endpoint);
+      current = await launch(binary, args, endpoint, detached);
     },
   };
 }

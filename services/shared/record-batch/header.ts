@@ -119,14 +119,16 @@ export function validateBatch(buf: Buffer, pos = 0, options: ValidateOptions = {
   if (h.batchLength < BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) {
     throw corrupt(`batch length ${h.batchLength} is smaller than the header`);
   }
+  // Truncation first: a length field larger than the bytes present is a malformed batch (say,
+  // garbage read as a header), not an oversized one that a client should split and resend.
+  if (size > buf.length - pos) {
+    throw corrupt(`batch truncated: header says ${size} bytes, ${buf.length - pos} present`);
+  }
   if (size > maxBytes) {
     throw new SamsaError(
       ErrorCode.MESSAGE_TOO_LARGE,
       `batch of ${size} bytes exceeds the limit of ${maxBytes} bytes`,
     );
-  }
-  if (size > buf.length - pos) {
-    throw corrupt(`batch truncated: header says ${size} bytes, ${buf.length - pos} present`);
   }
   if (h.magic !== CURRENT_MAGIC) throw corrupt(`unsupported magic ${h.magic}`);
   if (h.recordCount < 0 || h.recordCount > BATCH_RECORDS_MAX) {
