@@ -110,6 +110,9 @@ export class PartitionLog {
   private unflushedMessages = 0;
   private rollJitterMs: number;
   private readonly queue = new SerialQueue();
+  private readonly checkpointQueue = new SerialQueue();
+  private flushing: Promise<void> | undefined;
+  private truncatedDuringFlush = Number.POSITIVE_INFINITY;
   private pending: PendingAppend[] = [];
   private pendingBytes = 0;
   private draining = false;
@@ -265,15 +268,15 @@ export class PartitionLog {
   /** Writes everything pending, in groups; runs on the queue. */
   private async drain(): Promise<void> {
     try {
-      while (this.pending.length > 0) {
-        const group = this.takeGroup();
-        await this.writeGroup(group);
-      }
+      if (this.pending.length > 0) await this.writeGroup(this.takeGroup());
     } finally {
-      this.draining = false;
       const waiters = this.drainWaiters;
       this.drainWaiters = [];
       for (const w of waiters) w();
+      // One group per turn: truncation, roll and retention queued meanwhile go next, so a
+      // steady stream of appends never starves them.
+      if (this.pending.length > 0) void this.queue.run(() => this.drain());
+      else this.draining = false;
     }
   }
 
@@ -530,8 +533,6 @@ export class PartitionLog {
         return;
       }
       this.afterTruncation();
-      // The epoch file must not outlive the truncation: recovery trusts it.
-      await this.epochs.flush();
       this.logger.info("truncated log", {
         offset,
         logEndOffset: this.endOffset,
@@ -558,11 +559,11 @@ export class PartitionLog {
     this.epochs.clear();
     this.afterTruncation();
     this.logger.info("truncated log fully", { offset });
-    await this.epochs.flush();
     await this.writeCheckpoint();
   }
 
   private afterTruncation(): void {
+    this.truncatedDuringFlush = Math.min(this.truncatedDuringFlush, this.endOffset);
     this.epochs.truncateFromEnd(this.endOffset);
     this.hw = Math.min(this.hw, this.endOffset);
     this.recoveryPoint = Math.min(this.recoveryPoint, this.endOffset);
@@ -585,7 +586,6 @@ export class PartitionLog {
       if (offset > this.startOffset) {
         this.startOffset = offset;
         this.epochs.truncateFromStart(offset);
-        await this.epochs.flush();
         await this.writeCheckpoint();
         this.logger.info("log start offset raised", { logStartOffset: offset });
       }
@@ -618,7 +618,6 @@ export class PartitionLog {
     if (newStart !== this.startOffset) {
       this.startOffset = newStart;
       this.epochs.truncateFromStart(newStart);
-      await this.epochs.flush();
     }
     await this.writeCheckpoint();
     await this.retire(drop);
@@ -674,10 +673,11 @@ export class PartitionLog {
     });
   }
 
-  /** Flushes when `flush.ms` has passed since the last flush. */
+  /** Flushes when `flush.ms` has passed since the last flush (and none is running). */
   async maybeFlush(nowMs = this.now()): Promise<boolean> {
     const { flushMs } = this.config;
-    if (this.closed || flushMs < 0 || nowMs - this.lastFlushMs < flushMs) return false;
+    if (this.closed || this.flushing || flushMs < 0 || nowMs - this.lastFlushMs < flushMs)
+      return false;
     await this.flush();
     return true;
   }
@@ -685,26 +685,55 @@ export class PartitionLog {
   /** Fsyncs everything written so far and advances the recovery point. */
   async flush(): Promise<void> {
     this.checkUsable();
-    await this.queue.run(() => this.flushNow());
+    await this.flushNow();
   }
 
+  /**
+   * Runs a flush after any in progress. A flush does not take the write queue (Kafka's flush
+   * does not hold the log lock either): it snapshots the log end, fsyncs the segments while
+   * appends go on, then advances the recovery point to the snapshot — or to a truncation point
+   * that happened meanwhile, whichever is lower.
+   */
   private async flushNow(): Promise<void> {
-    const upTo = this.endOffset;
-    for (const seg of this.segments) {
-      if (seg.nextOffset > this.recoveryPoint || seg === this.active) await seg.flush();
+    while (this.flushing) await this.flushing.catch(() => undefined);
+    this.flushing = this.flushSnapshot();
+    try {
+      await this.flushing;
+    } finally {
+      this.flushing = undefined;
     }
-    await this.epochs.flush();
-    this.recoveryPoint = upTo;
-    this.unflushedMessages = 0;
+  }
+
+  private async flushSnapshot(): Promise<void> {
+    const upTo = this.endOffset;
+    const messages = this.unflushedMessages;
+    this.truncatedDuringFlush = Number.POSITIVE_INFINITY;
+    for (const seg of this.segments) {
+      if (seg.nextOffset <= this.recoveryPoint && seg !== this.active) continue;
+      try {
+        await seg.flush();
+      } catch (err) {
+        if (!seg.isDeleted) throw err; // retired meanwhile: nothing left to make durable
+      }
+    }
+    this.recoveryPoint = Math.min(upTo, this.truncatedDuringFlush, this.endOffset);
+    this.unflushedMessages = Math.max(0, this.unflushedMessages - messages);
     this.lastFlushMs = this.now();
     await this.writeCheckpoint();
   }
 
-  private async writeCheckpoint(): Promise<void> {
-    await writePartitionCheckpoint(this.dir, {
-      recoveryPoint: this.recoveryPoint,
-      logStartOffset: this.startOffset,
-      highWatermark: this.hw,
+  /**
+   * Persists the epoch cache and the partition checkpoint. Runs on its own queue: flushes run
+   * beside the write queue, and two atomic replacements of one file must never interleave.
+   */
+  private writeCheckpoint(): Promise<void> {
+    return this.checkpointQueue.run(async () => {
+      await this.epochs.flush();
+      await writePartitionCheckpoint(this.dir, {
+        recoveryPoint: this.recoveryPoint,
+        logStartOffset: this.startOffset,
+        highWatermark: this.hw,
+      });
     });
   }
 
@@ -712,7 +741,7 @@ export class PartitionLog {
   async close(): Promise<void> {
     if (this.closed) return;
     await this.queue.idle();
-    if (!this.failure) await this.queue.run(() => this.flushNow());
+    if (!this.failure) await this.flushNow();
     this.closed = true;
     for (const seg of this.segments) await seg.close();
     // Only a log whose every byte was flushed may skip recovery next time.

@@ -3,6 +3,7 @@
  * sparse offset index and time index. A segment knows nothing of leader epochs, retention or
  * the write queue; {@link PartitionLog} drives it and serialises every mutation.
  */
+import { writevSync } from "node:fs";
 import { access, type FileHandle, open, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { assert, ErrorCode, SamsaError } from "../../shared/errors.js";
@@ -24,6 +25,10 @@ export const TIME_INDEX_FILE_SUFFIX = ".timeindex";
 export const DELETED_FILE_SUFFIX = ".deleted";
 /** Remembered "next offset → file position" pairs per segment, for sequential readers. */
 const READ_CACHE_ENTRIES_MAX = 64;
+/** Appends up to this size are written with a synchronous writev (see `append`). */
+export const SYNC_WRITE_BYTES_MAX = 64 * 1024;
+/** Window of a header-only walk: it reads 61-byte headers, not batches. */
+export const HEADER_SCAN_WINDOW_BYTES = 16 * 1024;
 /** Offsets relative to a segment's base must fit an int32 index entry. */
 export const RELATIVE_OFFSET_MAX = 2 ** 31 - 1;
 
@@ -216,7 +221,13 @@ export class LogSegment {
     return scanBatches(
       this.fh,
       // Any batch the format allows: a lowered segment.bytes must not make old batches "invalid".
-      { start, end: this.size, validate, maxBatchBytes: BATCH_BYTES_MAX },
+      {
+        start,
+        end: this.size,
+        validate,
+        maxBatchBytes: BATCH_BYTES_MAX,
+        windowBytes: validate ? undefined : HEADER_SCAN_WINDOW_BYTES,
+      },
       onStop,
     );
   }
@@ -299,6 +310,11 @@ export class LogSegment {
     }
   }
 
+  /** True once the segment was retired (its files renamed, soon closed). */
+  get isDeleted(): boolean {
+    return this.deleted;
+  }
+
   /** True when nothing has been written. */
   get isEmpty(): boolean {
     return this.size === 0;
@@ -333,7 +349,14 @@ export class LogSegment {
     assert(!this.deleted, "append to a deleted segment");
     let total = 0;
     for (const c of chunks) total += c.length;
-    const { bytesWritten } = await this.fh.writev(chunks, this.size);
+    // Small groups are written synchronously: a page-cache write of a few KiB takes
+    // microseconds, far less than a round trip through libuv's thread pool (bench:log shows
+    // batches of one record ~2.5x faster). Large groups stay asynchronous so a slow disk never
+    // stalls the event loop for long.
+    const bytesWritten =
+      total <= SYNC_WRITE_BYTES_MAX
+        ? writevSync(this.fh.fd, chunks, this.size)
+        : (await this.fh.writev(chunks, this.size)).bytesWritten;
     if (bytesWritten !== total) {
       throw new SamsaError(
         ErrorCode.KAFKA_STORAGE_ERROR,
