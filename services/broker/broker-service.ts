@@ -127,7 +127,7 @@ export function brokerServiceHandlers(
       checkTopicPartition(fp.topic, fp.partition);
       offset = parseInt64(fp.fetchOffset, "fetch_offset");
       const part = replicas.partitionFor(fp.topic, fp.partition, true);
-      part.checkEpoch(fp.currentLeaderEpoch);
+      part.checkEpoch(fp.currentLeaderEpoch ?? -1);
       const r = await part.log.read(offset, maxBytes);
       return {
         part,
@@ -262,7 +262,7 @@ export function brokerServiceHandlers(
           try {
             checkTopicPartition(q.topic, q.partition);
             const part = replicas.partitionFor(q.topic, q.partition, true);
-            part.checkEpoch(q.currentLeaderEpoch);
+            part.checkEpoch(q.currentLeaderEpoch ?? -1);
             const r = part.log.endOffsetForEpoch(q.leaderEpoch);
             return {
               ...base,

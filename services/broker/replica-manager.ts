@@ -95,7 +95,8 @@ export class ReplicaManager {
     const state = metadata.partition(topic, partition);
     const k = key(topic, partition);
     const hosted = this.partitions.get(k);
-    const recreated = hosted !== undefined && record !== undefined && this.topicIds.get(k) !== record.id;
+    const recreated =
+      hosted !== undefined && record !== undefined && this.topicIds.get(k) !== record.id;
     const assigned = record !== undefined && state?.replicas.includes(brokerId) === true;
     if (!assigned || recreated) {
       if (hosted || this.options.logManager.getLog(topic, partition)) {

@@ -55,9 +55,14 @@ export function resolveTopicSpec(
   metadata: ClusterMetadata,
 ): TopicSpec {
   validateTopicName(request.name);
-  const partitions = request.numPartitions <= 0 ? defaults.numPartitions : request.numPartitions;
-  const replicationFactor =
-    request.replicationFactor <= 0 ? defaults.defaultReplicationFactor : request.replicationFactor;
+  // -1 is Kafka's "use the default"; 0 is what proto3 sends for an unset field.
+  const useDefault = (n: number) => n === -1 || n === 0;
+  const partitions = useDefault(request.numPartitions)
+    ? defaults.numPartitions
+    : request.numPartitions;
+  const replicationFactor = useDefault(request.replicationFactor)
+    ? defaults.defaultReplicationFactor
+    : request.replicationFactor;
   validatePartitionCount(partitions);
   validateReplicationFactor(replicationFactor, metadata.brokers().length);
   validateTopicConfigs(request.configs);

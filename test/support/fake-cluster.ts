@@ -222,9 +222,10 @@ function brokerHandlers(
           if (typeof p === "number")
             return { ...base, errorCode: answered(p), records: Buffer.alloc(0) };
           const hw = String(p.next);
-          if (fp.currentLeaderEpoch >= 0 && fp.currentLeaderEpoch !== p.epoch) {
+          const requestEpoch = fp.currentLeaderEpoch ?? -1;
+          if (requestEpoch >= 0 && requestEpoch !== p.epoch) {
             const code =
-              fp.currentLeaderEpoch < p.epoch
+              requestEpoch < p.epoch
                 ? ErrorCode.FENCED_LEADER_EPOCH
                 : ErrorCode.UNKNOWN_LEADER_EPOCH;
             return {

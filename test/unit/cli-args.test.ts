@@ -164,8 +164,24 @@ describe("output", () => {
       topicId: "id1",
       configs: { "retention.ms": "10", "cleanup.policy": "compact" },
       partitions: [
-        { partition: 0, error: 0, leaderId: 1, leaderEpoch: 0, replicas: [1, 2], isr: [1, 2], offlineReplicas: [] },
-        { partition: 1, error: 0, leaderId: -1, leaderEpoch: 3, replicas: [2, 3], isr: [], offlineReplicas: [2, 3] },
+        {
+          partition: 0,
+          error: 0,
+          leaderId: 1,
+          leaderEpoch: 0,
+          replicas: [1, 2],
+          isr: [1, 2],
+          offlineReplicas: [],
+        },
+        {
+          partition: 1,
+          error: 0,
+          leaderId: -1,
+          leaderEpoch: 3,
+          replicas: [2, 3],
+          isr: [],
+          offlineReplicas: [2, 3],
+        },
       ],
     };
     assert.equal(
@@ -177,10 +193,23 @@ describe("output", () => {
   });
 
   it("prints records like the console consumer", () => {
-    const r = { topic: "t", partition: 2, offset: 7, timestamp: 0, key: null, value: Buffer.from("v"), headers: [] };
+    const r = {
+      topic: "t",
+      partition: 2,
+      offset: 7,
+      timestamp: 0,
+      key: null,
+      value: Buffer.from("v"),
+      headers: [],
+    };
     const all = { printKey: true, printOffset: true, printPartition: true, keySeparator: "\t" };
     assert.equal(formatRecord(r, all), "Partition:2\tOffset:7\tnull\tv\n");
-    const plain = { printKey: false, printOffset: false, printPartition: false, keySeparator: "\t" };
+    const plain = {
+      printKey: false,
+      printOffset: false,
+      printPartition: false,
+      keySeparator: "\t",
+    };
     assert.equal(formatRecord({ ...r, value: null }, plain), "null\n");
   });
 });
@@ -212,7 +241,16 @@ describe("samsa CLI (commander wiring, fake admin)", () => {
       return [{ name: "t", error: null, topicId: "x", numPartitions: 3, replicationFactor: 2 }];
     };
     const f = fakeContext({ createTopics }, { [CONTROLLER_ENV]: "c:9" });
-    const args = ["topics", "create", "--topic", "t", "--partitions", "3", "--replication-factor", "2"];
+    const args = [
+      "topics",
+      "create",
+      "--topic",
+      "t",
+      "--partitions",
+      "3",
+      "--replication-factor",
+      "2",
+    ];
     const code = await runCli([...args, "--config", "a=1", "--config", "b=x=y"], f.ctx);
     assert.equal(code, 0, f.err.join(""));
     assert.deepEqual(calls, [

@@ -140,7 +140,10 @@ describe("Partitioner", () => {
     const p = new Partitioner(() => 0.5);
     const a = Array.from({ length: 6 }, () => p.partition("a", null, 3));
     const start = a[0]!;
-    assert.deepEqual(a, [0, 1, 2, 0, 1, 2].map((i) => (start + i) % 3));
+    assert.deepEqual(
+      a,
+      [0, 1, 2, 0, 1, 2].map((i) => (start + i) % 3),
+    );
     // Another topic has its own counter.
     const b = Array.from({ length: 3 }, () => p.partition("b", undefined, 3));
     assert.deepEqual(new Set(b), new Set([0, 1, 2]));

@@ -1,0 +1,408 @@
+/**
+ * A local Samsa cluster of real processes: one etcd, N controllers and M brokers, each its own
+ * child process (`node --import tsx services/<svc>/main.ts --key=value ...`), all data under one
+ * directory. Used by `npm run cluster` (fixed ports) and by the integration tests (ephemeral
+ * ports, a fresh temp dir each), with fault injection through the real process (STYLE 11):
+ *
+ * ```ts
+ * const cluster = await startLocalCluster({ brokers: 3 });
+ * after(() => cluster.stop());
+ * const active = await cluster.activeController();
+ * await active.handle.kill(); // SIGKILL
+ * await cluster.broker(2).restart();
+ * ```
+ *
+ * Layout of `dataDir`: `etcd/` (etcd's data), `broker-<id>/` (that broker's `log.dirs`) and
+ * `logs/<name>.log` (each process's stdout and stderr, appended across restarts; `name` is
+ * `etcd`, `controller-<i>` or `broker-<id>`). Controllers get `controller.id=controller-<i>`,
+ * brokers `broker.id=<i>`, both counting from 1.
+ *
+ * Readiness: a process is ready when its `/healthz` answers 200 (a broker only once it is
+ * registered in etcd, so a broker restarted after a crash is ready once it has outwaited its
+ * predecessor's registration lease); the cluster is ready when every controller's
+ * DescribeCluster names an active controller and lists every running broker. Every wait is
+ * deadline-bounded. The children get the parent's environment without `SAMSA_*` variables, so a
+ * shell configured for the CLI cannot change (or break, with an unknown key) the cluster.
+ */
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { AdminServiceClient } from "../services/shared/generated/samsa/v1/AdminService.js";
+import type { DescribeClusterResponse__Output } from "../services/shared/generated/samsa/v1/DescribeClusterResponse.js";
+import { createClient, unary } from "../services/shared/grpc/client.js";
+import { adminService } from "../services/shared/grpc/proto.js";
+import { type EtcdProcess, startEtcd } from "../test/support/etcd.js";
+import { waitFor } from "../test/support/wait-for.js";
+import {
+  etcdHandle,
+  PROBE_DEADLINE_MS,
+  PROBE_INTERVAL_MS,
+  type ProcessHandle,
+  ServiceProcess,
+  type ServiceSpec,
+} from "./local-cluster-process.js";
+
+export type { ProcessHandle, ProcessKind } from "./local-cluster-process.js";
+
+/** Controllers started when the options name no count. */
+export const LOCAL_CLUSTER_CONTROLLERS_DEFAULT = 2;
+/** Brokers started when the options name no count. */
+export const LOCAL_CLUSTER_BROKERS_DEFAULT = 3;
+/**
+ * How long one process may take to become ready, ms. Covers tsx's start-up plus a restarted
+ * broker waiting out its crashed predecessor's registration lease (6 s + 1 s grace).
+ */
+export const PROCESS_READY_TIMEOUT_MS_DEFAULT = 30_000;
+/** How long the whole cluster may take to become ready once its processes are, ms. */
+export const CLUSTER_READY_TIMEOUT_MS_DEFAULT = 30_000;
+/**
+ * How long a process may take to exit after SIGTERM before it gets SIGKILL, ms (a broker's
+ * graceful stop lets in-flight calls finish for up to 5 s, then flushes and deregisters).
+ */
+export const PROCESS_STOP_TIMEOUT_MS_DEFAULT = 15_000;
+/** Log levels of the services' `log.level`. */
+export type LogLevel = "error" | "warn" | "info" | "debug";
+
+/** Fixed ports; a list shorter than the count (or none) means ephemeral ports for the rest. */
+export interface LocalClusterPorts {
+  /** gRPC ports of controller 1, 2, ... */
+  controllers?: readonly number[];
+  /** gRPC ports of broker 1, 2, ... */
+  brokers?: readonly number[];
+  /** `/metrics` + `/healthz` ports of controller 1, 2, ... */
+  controllerMetrics?: readonly number[];
+  /** `/metrics` + `/healthz` ports of broker 1, 2, ... */
+  brokerMetrics?: readonly number[];
+  /** etcd's client port (its `/metrics` too). */
+  etcdClient?: number;
+  /** etcd's peer port. */
+  etcdPeer?: number;
+}
+
+/** Options of {@link startLocalCluster}. Every field is optional. */
+export interface LocalClusterOptions {
+  /** Directory of all data and logs (created; kept by `stop()`). Default: a fresh temp dir. */
+  dataDir?: string;
+  /** Keep a default temp `dataDir` on `stop()` (to read the logs). Default false. */
+  keepDataDir?: boolean;
+  /** Number of controllers. Default {@link LOCAL_CLUSTER_CONTROLLERS_DEFAULT}. */
+  controllers?: number;
+  /** Number of brokers. Default {@link LOCAL_CLUSTER_BROKERS_DEFAULT}. */
+  brokers?: number;
+  /** Address every process binds and advertises. Default `127.0.0.1`. */
+  host?: string;
+  /** Fixed ports. Default: all ephemeral. */
+  ports?: LocalClusterPorts;
+  /** `log.level` of controllers and brokers. Default `info`. */
+  logLevel?: LogLevel;
+  /** Extra `--key=value` flags for every controller. */
+  controllerArgs?: readonly string[];
+  /** Extra `--key=value` flags for every broker (e.g. `--message.max.bytes=10000`). */
+  brokerArgs?: readonly string[];
+  /** Readiness deadline of one process start or restart, ms. */
+  processReadyTimeoutMs?: number;
+  /** Readiness deadline of the cluster once its processes run, ms. */
+  clusterReadyTimeoutMs?: number;
+  /** SIGTERM-to-SIGKILL delay of `stop()`, ms. */
+  stopTimeoutMs?: number;
+  /**
+   * Run every child in its own process group, so a terminal's Ctrl-C reaches only the parent,
+   * which then stops brokers, controllers and etcd in that order. Default false (children get
+   * the terminal's signals, and die with a test run that is interrupted).
+   */
+  detached?: boolean;
+}
+
+/** The active controller as DescribeCluster names it. */
+export interface ActiveController {
+  /** Its process. */
+  readonly handle: ProcessHandle;
+  /** Its `controller.id`. */
+  readonly id: string;
+  /** Its epoch (the create revision of its election key). */
+  readonly epoch: number;
+  /** Its advertised gRPC address. */
+  readonly address: string;
+}
+
+/** A running local cluster; see the module comment. */
+export interface LocalCluster {
+  /** Directory of all data and logs. */
+  readonly dataDir: string;
+  /** `dataDir/logs`: one `<name>.log` per process. */
+  readonly logDir: string;
+  /** etcd's client URL, e.g. `http://127.0.0.1:2379`. */
+  readonly etcdEndpoint: string;
+  /** The etcd process. */
+  readonly etcd: ProcessHandle;
+  /** Controller processes, `controller-1` first. */
+  readonly controllerProcesses: readonly ProcessHandle[];
+  /** Broker processes, broker 1 first. */
+  readonly brokerProcesses: readonly ProcessHandle[];
+  /** Controller gRPC addresses (`host:port`), controller 1 first. */
+  readonly controllers: readonly string[];
+  /** Broker gRPC addresses (`host:port`), broker 1 first: a client's bootstrap list. */
+  readonly bootstrap: readonly string[];
+  /** The broker with `broker.id` `id` (throws for an unknown id). */
+  broker(id: number): ProcessHandle;
+  /** The controller with `controller.id` `id` (throws for an unknown id). */
+  controller(id: string): ProcessHandle;
+  /** DescribeCluster from the first running, unpaused controller that answers. */
+  describeCluster(): Promise<DescribeClusterResponse__Output>;
+  /**
+   * The active controller; waits (bounded, default the cluster readiness deadline) until
+   * DescribeCluster names one whose process runs unpaused: right after the active controller
+   * died, the survivors still name it until its election lease expires.
+   */
+  activeController(options?: { timeoutMs?: number }): Promise<ActiveController>;
+  /** Waits until every running controller names an active one and lists every running broker. */
+  waitReady(timeoutMs?: number): Promise<void>;
+  /** Stops brokers, then controllers, then etcd; removes a default temp `dataDir`. */
+  stop(): Promise<void>;
+}
+
+/** Resolved options, with defaults. */
+interface Resolved {
+  controllers: number;
+  brokers: number;
+  host: string;
+  logLevel: LogLevel;
+  detached: boolean;
+  readyTimeoutMs: number;
+  clusterReadyTimeoutMs: number;
+  stopTimeoutMs: number;
+}
+
+/** Starts etcd, the controllers and the brokers, and waits until the cluster is ready. */
+export async function startLocalCluster(options: LocalClusterOptions = {}): Promise<LocalCluster> {
+  const r: Resolved = {
+    controllers: options.controllers ?? LOCAL_CLUSTER_CONTROLLERS_DEFAULT,
+    brokers: options.brokers ?? LOCAL_CLUSTER_BROKERS_DEFAULT,
+    host: options.host ?? "127.0.0.1",
+    logLevel: options.logLevel ?? "info",
+    detached: options.detached ?? false,
+    readyTimeoutMs: options.processReadyTimeoutMs ?? PROCESS_READY_TIMEOUT_MS_DEFAULT,
+    clusterReadyTimeoutMs: options.clusterReadyTimeoutMs ?? CLUSTER_READY_TIMEOUT_MS_DEFAULT,
+    stopTimeoutMs: options.stopTimeoutMs ?? PROCESS_STOP_TIMEOUT_MS_DEFAULT,
+  };
+  if (!Number.isInteger(r.controllers) || r.controllers < 1)
+    throw new Error(`controllers must be a positive integer, not ${r.controllers}`);
+  if (!Number.isInteger(r.brokers) || r.brokers < 0)
+    throw new Error(`brokers must be a non-negative integer, not ${r.brokers}`);
+  const ownDir = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "samsa-cluster-")));
+  const removeDir = ownDir && !(options.keepDataDir ?? false);
+  const logDir = join(dataDir, "logs");
+  await mkdir(logDir, { recursive: true });
+  const ports = options.ports ?? {};
+  const etcdLog = join(logDir, "etcd.log");
+  let etcd: EtcdProcess | undefined;
+  let processes: Awaited<ReturnType<typeof createProcesses>>;
+  try {
+    etcd = await startEtcd({
+      dataDir: join(dataDir, "etcd"),
+      clientPort: ports.etcdClient,
+      peerPort: ports.etcdPeer,
+      logFile: etcdLog,
+      detached: r.detached,
+    });
+    processes = await createProcesses(r, options, dataDir, logDir, etcd);
+  } catch (err) {
+    await etcd?.stop();
+    if (removeDir) await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  const { controllers, brokers } = processes;
+  const cluster = assemble(
+    r,
+    dataDir,
+    logDir,
+    etcdHandle(etcd, etcdLog),
+    etcd.endpoint,
+    controllers,
+    brokers,
+    removeDir,
+  );
+  try {
+    const started = await Promise.allSettled([...controllers, ...brokers].map((p) => p.start()));
+    const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
+    if (failed) throw failed.reason;
+    await cluster.waitReady();
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+  return cluster;
+}
+
+/** The controller and broker processes, not started yet. */
+async function createProcesses(
+  r: Resolved,
+  options: LocalClusterOptions,
+  dataDir: string,
+  logDir: string,
+  etcd: EtcdProcess,
+): Promise<{ controllers: ServiceProcess[]; brokers: ServiceProcess[] }> {
+  const ports = options.ports ?? {};
+  const spec = (kind: ServiceSpec["kind"], name: string, id: string, extra: string[]) => ({
+    kind,
+    name,
+    id,
+    host: r.host,
+    logFile: join(logDir, `${name}.log`),
+    args: (port: number, metricsPort: number) => [
+      ...extra,
+      `--listeners=${r.host}:${port}`,
+      `--metrics.host=${r.host}`,
+      `--metrics.port=${metricsPort}`,
+      `--etcd.endpoints=${etcd.endpoint}`,
+      `--log.level=${r.logLevel}`,
+    ],
+    detached: r.detached,
+    readyTimeoutMs: r.readyTimeoutMs,
+    stopTimeoutMs: r.stopTimeoutMs,
+  });
+  const controllers: ServiceProcess[] = [];
+  for (let i = 1; i <= r.controllers; i++) {
+    const id = `controller-${i}`;
+    const extra = [`--controller.id=${id}`, ...(options.controllerArgs ?? [])];
+    const s = spec("controller", id, id, extra);
+    controllers.push(
+      await ServiceProcess.create(s, ports.controllers?.[i - 1], ports.controllerMetrics?.[i - 1]),
+    );
+  }
+  const brokers: ServiceProcess[] = [];
+  for (let id = 1; id <= r.brokers; id++) {
+    const name = `broker-${id}`;
+    const extra = [
+      `--broker.id=${id}`,
+      `--log.dirs=${join(dataDir, name)}`,
+      ...(options.brokerArgs ?? []),
+    ];
+    const s = spec("broker", name, String(id), extra);
+    brokers.push(
+      await ServiceProcess.create(s, ports.brokers?.[id - 1], ports.brokerMetrics?.[id - 1]),
+    );
+  }
+  return { controllers, brokers };
+}
+
+/** Builds the {@link LocalCluster} object over started (or starting) processes. */
+function assemble(
+  r: Resolved,
+  dataDir: string,
+  logDir: string,
+  etcd: ProcessHandle,
+  etcdEndpoint: string,
+  controllerProcesses: readonly ServiceProcess[],
+  brokerProcesses: readonly ServiceProcess[],
+  removeDir: boolean,
+): LocalCluster {
+  const clients = new Map<string, AdminServiceClient>();
+  const adminClient = (address: string): AdminServiceClient => {
+    let client = clients.get(address);
+    if (!client) {
+      client = createClient(adminService.Client, address);
+      clients.set(address, client);
+    }
+    return client;
+  };
+  const askable = () => controllerProcesses.filter((c) => c.running && !c.paused);
+  const describeCluster = async (): Promise<DescribeClusterResponse__Output> => {
+    let lastError: unknown = new Error("no controller is running");
+    for (const c of askable()) {
+      try {
+        return await unary(
+          adminClient(c.address),
+          "DescribeCluster",
+          {},
+          {
+            deadlineMs: PROBE_DEADLINE_MS,
+          },
+        );
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    throw lastError;
+  };
+  const byId = <T extends ProcessHandle>(list: readonly T[], id: string, what: string): T => {
+    const found = list.find((p) => p.id === id);
+    if (!found) throw new Error(`no ${what} with id ${id} in this cluster`);
+    return found;
+  };
+  let stopping: Promise<void> | undefined;
+
+  return {
+    dataDir,
+    logDir,
+    etcdEndpoint,
+    etcd,
+    controllerProcesses,
+    brokerProcesses,
+    get controllers() {
+      return controllerProcesses.map((c) => c.address);
+    },
+    get bootstrap() {
+      return brokerProcesses.map((b) => b.address);
+    },
+    broker: (id) => byId(brokerProcesses, String(id), "broker"),
+    controller: (id) => byId(controllerProcesses, id, "controller"),
+    describeCluster,
+    async activeController(options = {}) {
+      return waitFor(
+        async () => {
+          const d = await describeCluster();
+          const handle = controllerProcesses.find((c) => c.id === d.controllerId);
+          if (!handle?.running || handle.paused) return undefined;
+          const epoch = Number(d.controllerEpoch);
+          return { handle, id: d.controllerId, epoch, address: d.controllerAddress };
+        },
+        {
+          timeoutMs: options.timeoutMs ?? r.clusterReadyTimeoutMs,
+          intervalMs: PROBE_INTERVAL_MS,
+          message: "an active controller that is running",
+        },
+      );
+    },
+    async waitReady(timeoutMs = r.clusterReadyTimeoutMs) {
+      const wanted = brokerProcesses.filter((b) => b.running).map((b) => Number(b.id));
+      await waitFor(
+        async () => {
+          const controllers = askable();
+          if (controllers.length === 0) throw new Error("no controller is running");
+          for (const c of controllers) {
+            const d = await unary(
+              adminClient(c.address),
+              "DescribeCluster",
+              {},
+              {
+                deadlineMs: PROBE_DEADLINE_MS,
+              },
+            );
+            const listed = new Set(d.brokers.map((b) => b.id));
+            if (d.controllerId === "" || !wanted.every((id) => listed.has(id))) return false;
+          }
+          return true;
+        },
+        {
+          timeoutMs,
+          intervalMs: PROBE_INTERVAL_MS,
+          message: `every controller to list brokers [${wanted}] and an active controller`,
+        },
+      );
+    },
+    stop() {
+      stopping ??= (async () => {
+        // Brokers first (they deregister through etcd), etcd last.
+        await Promise.all(brokerProcesses.map((b) => b.stop()));
+        await Promise.all(controllerProcesses.map((c) => c.stop()));
+        for (const client of clients.values()) client.close();
+        clients.clear();
+        await etcd.stop();
+        if (removeDir) await rm(dataDir, { recursive: true, force: true });
+      })();
+      return stopping;
+    },
+  };
+}
