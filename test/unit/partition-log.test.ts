@@ -234,7 +234,6 @@ describe("PartitionLog append", () => {
     const counts = Array.from({ length: 120 }, (_, i) => 1 + ((i * 7) % 5));
     let results: Array<{ baseOffset: number; lastOffset: number; recordCount: number }> = [];
     const writes = await countFileHandleCalls(h.dir, "writev", async () => {
-      // Values large enough that the group exceeds SYNC_WRITE_BYTES_MAX and takes the async writev.
       results = await Promise.all(
         counts.map((n, i) => log.append(batch(`a${i}`, n, { valueBytes: 400 }))),
       );

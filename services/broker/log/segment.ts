@@ -3,7 +3,6 @@
  * sparse offset index and time index. A segment knows nothing of leader epochs, retention or
  * the write queue; {@link PartitionLog} drives it and serialises every mutation.
  */
-import { writevSync } from "node:fs";
 import { access, type FileHandle, open, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { assert, ErrorCode, SamsaError } from "../../shared/errors.js";
@@ -25,8 +24,6 @@ export const TIME_INDEX_FILE_SUFFIX = ".timeindex";
 export const DELETED_FILE_SUFFIX = ".deleted";
 /** Remembered "next offset → file position" pairs per segment, for sequential readers. */
 const READ_CACHE_ENTRIES_MAX = 64;
-/** Appends up to this size are written with a synchronous writev (see `append`). */
-export const SYNC_WRITE_BYTES_MAX = 64 * 1024;
 /** Window of a header-only walk: it reads 61-byte headers, not batches. */
 export const HEADER_SCAN_WINDOW_BYTES = 16 * 1024;
 /** Offsets relative to a segment's base must fit an int32 index entry. */
@@ -349,14 +346,10 @@ export class LogSegment {
     assert(!this.deleted, "append to a deleted segment");
     let total = 0;
     for (const c of chunks) total += c.length;
-    // Small groups are written synchronously: a page-cache write of a few KiB takes
-    // microseconds, far less than a round trip through libuv's thread pool (bench:log shows
-    // batches of one record ~2.5x faster). Large groups stay asynchronous so a slow disk never
-    // stalls the event loop for long.
-    const bytesWritten =
-      total <= SYNC_WRITE_BYTES_MAX
-        ? writevSync(this.fh.fd, chunks, this.size)
-        : (await this.fh.writev(chunks, this.size)).bytesWritten;
+    // Always asynchronous: a synchronous write would block the event loop (and every other
+    // partition) whenever the kernel throttles dirty pages. Group commit amortises the thread
+    // pool round trip instead.
+    const { bytesWritten } = await this.fh.writev(chunks, this.size);
     if (bytesWritten !== total) {
       throw new SamsaError(
         ErrorCode.KAFKA_STORAGE_ERROR,
