@@ -5,13 +5,12 @@
 import { logConfigFromProperties } from "../broker/log/log-config.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 
-/** Kafka's longest topic name. */
-export const TOPIC_NAME_LENGTH_MAX = 249;
+export { TOPIC_NAME_LENGTH_MAX, validateTopicName } from "../shared/topic-name.js";
+
 /** Partitions one topic may have at most. */
 export const TOPIC_PARTITIONS_MAX = 10_000;
 /** Largest replication factor accepted (besides the live-broker bound). */
 export const REPLICATION_FACTOR_MAX = 32;
-const TOPIC_NAME = /^[a-zA-Z0-9._-]+$/;
 
 /** Topic configs that are not log configs but are still accepted (Kafka's names). */
 export const NON_LOG_TOPIC_CONFIGS: ReadonlySet<string> = new Set([
@@ -21,26 +20,6 @@ export const NON_LOG_TOPIC_CONFIGS: ReadonlySet<string> = new Set([
   "compression.type",
   "message.timestamp.type",
 ]);
-
-/** Throws INVALID_TOPIC unless `name` is a legal topic name. */
-export function validateTopicName(name: string): void {
-  if (typeof name !== "string" || name.length === 0)
-    throw new SamsaError(ErrorCode.INVALID_TOPIC, "topic name is empty");
-  if (name === "." || name === "..")
-    throw new SamsaError(ErrorCode.INVALID_TOPIC, `topic name cannot be "${name}"`);
-  if (name.length > TOPIC_NAME_LENGTH_MAX) {
-    throw new SamsaError(
-      ErrorCode.INVALID_TOPIC,
-      `topic name is ${name.length} characters, the limit is ${TOPIC_NAME_LENGTH_MAX}`,
-    );
-  }
-  if (!TOPIC_NAME.test(name)) {
-    throw new SamsaError(
-      ErrorCode.INVALID_TOPIC,
-      `topic name "${name}" has characters other than ASCII letters, digits, '.', '_' and '-'`,
-    );
-  }
-}
 
 /**
  * Kafka refuses a name that differs from an existing one only by '.' versus '_' (they collide in

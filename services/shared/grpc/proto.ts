@@ -12,6 +12,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import type { ProtoGrpcType as AdminProto } from "../generated/admin.js";
 import type { ProtoGrpcType as BrokerProto } from "../generated/broker.js";
+import type { ProtoGrpcType as GatewayProto } from "../generated/gateway.js";
 import type {
   AdminServiceClient,
   AdminServiceHandlers,
@@ -20,6 +21,10 @@ import type {
   BrokerServiceClient,
   BrokerServiceHandlers,
 } from "../generated/samsa/v1/BrokerService.js";
+import type {
+  GatewayServiceClient,
+  GatewayServiceHandlers,
+} from "../generated/samsa/v1/GatewayService.js";
 
 /**
  * Loader options; `scripts/gen-proto.sh` passes the same ones to `proto-loader-gen-types`.
@@ -79,7 +84,7 @@ export const packageDefinition: protoLoader.PackageDefinition = protoLoader.load
 );
 
 /** The loaded gRPC object, typed by the generated `ProtoGrpcType`s of the service protos. */
-export type SamsaProto = AdminProto & BrokerProto;
+export type SamsaProto = AdminProto & BrokerProto & GatewayProto;
 
 /** The gRPC object tree (`samsa.v1.BrokerService`, ...) built from {@link packageDefinition}. */
 export const samsaProto = grpc.loadPackageDefinition(packageDefinition) as unknown as SamsaProto;
@@ -133,9 +138,15 @@ export const brokerService: ServiceSpec<BrokerServiceHandlers, BrokerServiceClie
 export const adminService: ServiceSpec<AdminServiceHandlers, AdminServiceClient> =
   defineService("samsa.v1.AdminService");
 
+/** `samsa.v1.GatewayService`: the broker's client calls routed to leaders, Publish, Consume. */
+export const gatewayService: ServiceSpec<GatewayServiceHandlers, GatewayServiceClient> =
+  defineService("samsa.v1.GatewayService");
+
 export type {
   AdminServiceClient,
   AdminServiceHandlers,
   BrokerServiceClient,
   BrokerServiceHandlers,
+  GatewayServiceClient,
+  GatewayServiceHandlers,
 };

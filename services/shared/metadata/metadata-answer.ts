@@ -2,7 +2,8 @@
  * The Metadata answer, built from the etcd mirror: live brokers, and for each topic asked for its
  * partitions with leader, epoch, replicas, ISR and offline replicas.
  */
-import { ErrorCode } from "../errors.js";
+import { ErrorCode, isSamsaError } from "../errors.js";
+import { validateTopicName } from "../topic-name.js";
 import { noLeader } from "../etcd/keys.js";
 import type { MetadataResponse } from "../generated/samsa/v1/MetadataResponse.js";
 import type { ClusterMetadata } from "./cluster-metadata.js";
@@ -22,6 +23,9 @@ export function describeMetadata(
     controllerId,
     brokers: brokers.map((b) => ({ id: b.id, host: b.host, port: b.port, rack: b.rack ?? "" })),
     topics: names.map((name) => {
+      if (!isValidTopicName(name)) {
+        return { name, errorCode: ErrorCode.INVALID_TOPIC, topicId: "", partitions: [] };
+      }
       const record = metadata.topic(name);
       if (!record)
         return {
@@ -49,4 +53,14 @@ export function describeMetadata(
       };
     }),
   };
+}
+
+function isValidTopicName(name: string): boolean {
+  try {
+    validateTopicName(name);
+    return true;
+  } catch (err) {
+    if (isSamsaError(err, ErrorCode.INVALID_TOPIC)) return false;
+    throw err;
+  }
 }
