@@ -7,10 +7,11 @@
  * | etcd | `127.0.0.1:19379` (peer `19380`) | on its client port |
  * | controller-1, controller-2 | `127.0.0.1:19090`, `:19091` | `19190`, `19191` |
  * | broker-1, broker-2, broker-3 | `127.0.0.1:19092`, `:19093`, `:19094` | `19192` .. `19194` |
+ * | gateway-1 | `127.0.0.1:19095` | `19195` |
  *
  * Data and logs live under `--data-dir` (default `./.samsa`, git-ignored) and survive a restart of
  * the command: topics and records are still there next time. Ctrl-C (SIGINT), SIGTERM or SIGHUP
- * stops brokers, controllers and etcd in that order; a second Ctrl-C kills them at once.
+ * stops the gateway, brokers, controllers and etcd in that order; a second Ctrl-C kills them at once.
  *
  * etcd is Debian's (`apt-get install etcd-server`). When it is missing the command says so and
  * exits 1: it never installs system packages on its own.
@@ -33,6 +34,8 @@ const PORTS = Object.freeze({
   brokers: [19092, 19093, 19094],
   controllerMetrics: [19190, 19191],
   brokerMetrics: [19192, 19193, 19194],
+  gateways: [19095],
+  gatewayMetrics: [19195],
   etcdClient: 19379,
   etcdPeer: 19380,
 });
@@ -46,8 +49,8 @@ const EXIT_USAGE = 2;
 
 const USAGE = `usage: npm run cluster -- [--data-dir=<dir>] [--log-level=<level>]
 
-Starts etcd, 2 controllers (127.0.0.1:19090, :19091) and 3 brokers (127.0.0.1:19092..19094)
-with data and logs under --data-dir (default ./${CLUSTER_DATA_DIR_DEFAULT}). Ctrl-C stops them.
+Starts etcd, 2 controllers (127.0.0.1:19090, :19091), 3 brokers (127.0.0.1:19092..19094) and
+a gateway (127.0.0.1:19095) with data and logs under --data-dir (default ./${CLUSTER_DATA_DIR_DEFAULT}). Ctrl-C stops them.
   --data-dir=<dir>     where etcd, broker data and logs/<name>.log go
   --log-level=<level>  error, warn, info (default) or debug
   --help               this text`;
@@ -98,13 +101,17 @@ async function describe(cluster: LocalCluster): Promise<string> {
     const r = relative(process.cwd(), path);
     return r === "" ? "." : r.startsWith("..") ? path : r;
   };
-  const rows = [cluster.etcd, ...cluster.controllerProcesses, ...cluster.brokerProcesses].map(
-    (p) => {
-      const grpc = p.kind === "etcd" ? cluster.etcdEndpoint : p.address;
-      const metrics = `http://${HOST}:${p.metricsPort}/metrics`;
-      return `  ${p.name.padEnd(13)} ${grpc.padEnd(23)} ${metrics.padEnd(36)} ${rel(p.logFile)}`;
-    },
-  );
+  const processes = [
+    cluster.etcd,
+    ...cluster.controllerProcesses,
+    ...cluster.brokerProcesses,
+    ...cluster.gatewayProcesses,
+  ];
+  const rows = processes.map((p) => {
+    const grpc = p.kind === "etcd" ? cluster.etcdEndpoint : p.address;
+    const metrics = `http://${HOST}:${p.metricsPort}/metrics`;
+    return `  ${p.name.padEnd(13)} ${grpc.padEnd(23)} ${metrics.padEnd(36)} ${rel(p.logFile)}`;
+  });
   const active = await cluster.activeController();
   return [
     `Samsa local cluster is up (data: ${rel(cluster.dataDir)})`,
@@ -113,6 +120,7 @@ async function describe(cluster: LocalCluster): Promise<string> {
     `  active controller: ${active.id} (epoch ${active.epoch})`,
     `  bootstrap servers: ${cluster.bootstrap.join(",")}`,
     `  controllers:       ${cluster.controllers.join(",")}`,
+    `  gateway:           ${cluster.gateways.join(",")}`,
     "Ctrl-C stops everything.",
   ].join("\n");
 }
@@ -121,7 +129,13 @@ async function describe(cluster: LocalCluster): Promise<string> {
 function watch(cluster: LocalCluster): NodeJS.Timeout {
   const reported = new Set<string>();
   return setInterval(() => {
-    for (const p of [cluster.etcd, ...cluster.controllerProcesses, ...cluster.brokerProcesses]) {
+    const all = [
+      cluster.etcd,
+      ...cluster.controllerProcesses,
+      ...cluster.brokerProcesses,
+      ...cluster.gatewayProcesses,
+    ];
+    for (const p of all) {
       if (!p.running && !reported.has(p.name)) {
         reported.add(p.name);
         console.error(`${p.name} is no longer running; see ${p.logFile}`);
@@ -166,7 +180,7 @@ async function main(): Promise<void> {
     }
     stopping = true;
     clearInterval(watcher);
-    console.log(`${signal}: stopping brokers, controllers and etcd ...`);
+    console.log(`${signal}: stopping the gateway, brokers, controllers and etcd ...`);
     cluster.stop().then(
       () => {
         console.log("stopped");
@@ -179,12 +193,13 @@ async function main(): Promise<void> {
     );
   };
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, onSignal);
-  console.log(`starting etcd, 2 controllers and 3 brokers under ${flags.dataDir} ...`);
+  console.log(`starting etcd, 2 controllers, 3 brokers and a gateway under ${flags.dataDir} ...`);
   // Detached: Ctrl-C reaches only this process, which stops the children in order.
   cluster = await startLocalCluster({
     dataDir: flags.dataDir,
     controllers: PORTS.controllers.length,
     brokers: PORTS.brokers.length,
+    gateways: PORTS.gateways.length,
     host: HOST,
     ports: PORTS,
     logLevel: flags.logLevel,

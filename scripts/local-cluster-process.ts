@@ -1,8 +1,8 @@
 /**
- * The processes of a local cluster (`local-cluster.ts`): a controller or broker child process
- * (`node --import tsx services/<svc>/main.ts`) with its stdout and stderr appended to a log file,
- * readiness by its `/healthz`, signals (kill, stop, pause, resume) and restart; and the etcd of
- * `test/support/etcd.ts` behind the same {@link ProcessHandle} interface.
+ * The processes of a local cluster (`local-cluster.ts`): a controller, broker or gateway child
+ * process (`node --import tsx services/<svc>/main.ts`) with its stdout and stderr appended to a
+ * log file, readiness by its `/healthz`, signals (kill, stop, pause, resume) and restart; and the
+ * etcd of `test/support/etcd.ts` behind the same {@link ProcessHandle} interface.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
@@ -27,14 +27,14 @@ const LOG_TAIL_BYTES_MAX = 4_096;
 const REPO_ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 
 /** What a process of the cluster is. */
-export type ProcessKind = "etcd" | "controller" | "broker";
+export type ProcessKind = "etcd" | "controller" | "broker" | "gateway";
 
 /** One process of the cluster. */
 export interface ProcessHandle {
   readonly kind: ProcessKind;
-  /** `etcd`, `controller-<i>` or `broker-<id>`: also the log file's name. */
+  /** `etcd`, `controller-<i>`, `broker-<id>` or `gateway-<i>`: also the log file's name. */
   readonly name: string;
-  /** `controller.id` or `broker.id` as given to the process; `etcd` for etcd. */
+  /** `controller.id`, `broker.id` or `gateway.id` as given to the process; `etcd` for etcd. */
   readonly id: string;
   /** Pid of the current process (changes on restart); -1 before the first start. */
   readonly pid: number;
@@ -116,9 +116,9 @@ async function healthy(host: string, port: number): Promise<boolean> {
   }
 }
 
-/** How a controller or broker process is started. */
+/** How a controller, broker or gateway process is started. */
 export interface ServiceSpec {
-  kind: "controller" | "broker";
+  kind: "controller" | "broker" | "gateway";
   name: string;
   id: string;
   host: string;
@@ -130,7 +130,7 @@ export interface ServiceSpec {
   stopTimeoutMs: number;
 }
 
-/** A controller or broker child process: spawn, readiness, signals, restart. */
+/** A controller, broker or gateway child process: spawn, readiness, signals, restart. */
 export class ServiceProcess implements ProcessHandle {
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();

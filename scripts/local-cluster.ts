@@ -1,27 +1,30 @@
 /**
- * A local Samsa cluster of real processes: one etcd, N controllers and M brokers, each its own
- * child process (`node --import tsx services/<svc>/main.ts --key=value ...`), all data under one
- * directory. Used by `npm run cluster` (fixed ports) and by the integration tests (ephemeral
+ * A local Samsa cluster of real processes: one etcd, N controllers, M brokers and G gateways
+ * (none by default), each its own child process
+ * (`node --import tsx services/<svc>/main.ts --key=value ...`), all data under one directory.
+ * Used by `npm run cluster` (fixed ports) and by the integration tests (ephemeral
  * ports, a fresh temp dir each), with fault injection through the real process (STYLE 11):
  *
  * ```ts
- * const cluster = await startLocalCluster({ brokers: 3 });
+ * const cluster = await startLocalCluster({ brokers: 3, gateways: 1 });
  * after(() => cluster.stop());
  * const active = await cluster.activeController();
  * await active.handle.kill(); // SIGKILL
  * await cluster.broker(2).restart();
+ * const gateway = cluster.gateways[0]; // `host:port` of gateway-1
  * ```
  *
  * Layout of `dataDir`: `etcd/` (etcd's data), `broker-<id>/` (that broker's `log.dirs`) and
  * `logs/<name>.log` (each process's stdout and stderr, appended across restarts; `name` is
- * `etcd`, `controller-<i>` or `broker-<id>`). Controllers get `controller.id=controller-<i>`,
- * brokers `broker.id=<i>`, both counting from 1.
+ * `etcd`, `controller-<i>`, `broker-<id>` or `gateway-<i>`). Controllers get
+ * `controller.id=controller-<i>`, brokers `broker.id=<i>`, gateways `gateway.id=gateway-<i>`,
+ * all counting from 1.
  *
  * Readiness: a process is ready when its `/healthz` answers 200 (a broker only once it is
  * registered in etcd, so a broker restarted after a crash is ready once it has outwaited its
  * predecessor's registration lease); the cluster is ready when every controller's
- * DescribeCluster names an active controller and lists every running broker. Every wait is
- * deadline-bounded. The children get the parent's environment without `SAMSA_*` variables, so a
+ * DescribeCluster names an active controller and lists every running broker, and every running
+ * gateway's Metadata lists every running broker too. Every wait is deadline-bounded. The children get the parent's environment without `SAMSA_*` variables, so a
  * shell configured for the CLI cannot change (or break, with an unknown key) the cluster.
  */
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
@@ -29,8 +32,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AdminServiceClient } from "../services/shared/generated/samsa/v1/AdminService.js";
 import type { DescribeClusterResponse__Output } from "../services/shared/generated/samsa/v1/DescribeClusterResponse.js";
+import type { GatewayServiceClient } from "../services/shared/generated/samsa/v1/GatewayService.js";
 import { createClient, unary } from "../services/shared/grpc/client.js";
-import { adminService } from "../services/shared/grpc/proto.js";
+import { adminService, gatewayService } from "../services/shared/grpc/proto.js";
 import { type EtcdProcess, startEtcd } from "../test/support/etcd.js";
 import { waitFor } from "../test/support/wait-for.js";
 import {
@@ -48,6 +52,8 @@ export type { ProcessHandle, ProcessKind } from "./local-cluster-process.js";
 export const LOCAL_CLUSTER_CONTROLLERS_DEFAULT = 2;
 /** Brokers started when the options name no count. */
 export const LOCAL_CLUSTER_BROKERS_DEFAULT = 3;
+/** Gateways started when the options name no count (none: most tests talk to brokers). */
+export const LOCAL_CLUSTER_GATEWAYS_DEFAULT = 0;
 /**
  * How long one process may take to become ready, ms. Covers tsx's start-up plus a restarted
  * broker waiting out its crashed predecessor's registration lease (6 s + 1 s grace).
@@ -73,6 +79,10 @@ export interface LocalClusterPorts {
   controllerMetrics?: readonly number[];
   /** `/metrics` + `/healthz` ports of broker 1, 2, ... */
   brokerMetrics?: readonly number[];
+  /** gRPC ports of gateway 1, 2, ... */
+  gateways?: readonly number[];
+  /** `/metrics` + `/healthz` ports of gateway 1, 2, ... */
+  gatewayMetrics?: readonly number[];
   /** etcd's client port (its `/metrics` too). */
   etcdClient?: number;
   /** etcd's peer port. */
@@ -89,16 +99,20 @@ export interface LocalClusterOptions {
   controllers?: number;
   /** Number of brokers. Default {@link LOCAL_CLUSTER_BROKERS_DEFAULT}. */
   brokers?: number;
+  /** Number of gateways. Default {@link LOCAL_CLUSTER_GATEWAYS_DEFAULT}. */
+  gateways?: number;
   /** Address every process binds and advertises. Default `127.0.0.1`. */
   host?: string;
   /** Fixed ports. Default: all ephemeral. */
   ports?: LocalClusterPorts;
-  /** `log.level` of controllers and brokers. Default `info`. */
+  /** `log.level` of controllers, brokers and gateways. Default `info`. */
   logLevel?: LogLevel;
   /** Extra `--key=value` flags for every controller. */
   controllerArgs?: readonly string[];
   /** Extra `--key=value` flags for every broker (e.g. `--message.max.bytes=10000`). */
   brokerArgs?: readonly string[];
+  /** Extra `--key=value` flags for every gateway. */
+  gatewayArgs?: readonly string[];
   /** Readiness deadline of one process start or restart, ms. */
   processReadyTimeoutMs?: number;
   /** Readiness deadline of the cluster once its processes run, ms. */
@@ -108,7 +122,8 @@ export interface LocalClusterOptions {
   /**
    * Run every child in its own process group, so a terminal's Ctrl-C reaches only the parent,
    * which then stops brokers, controllers and etcd in that order. Default false (children get
-   * the terminal's signals, and die with a test run that is interrupted).
+   * the terminal's signals, and die with a test run that is interrupted). With it, the parent
+   * stops gateways, brokers, controllers and etcd in that order.
    */
   detached?: boolean;
 }
@@ -139,14 +154,20 @@ export interface LocalCluster {
   readonly controllerProcesses: readonly ProcessHandle[];
   /** Broker processes, broker 1 first. */
   readonly brokerProcesses: readonly ProcessHandle[];
+  /** Gateway processes, `gateway-1` first (empty unless `gateways` was given). */
+  readonly gatewayProcesses: readonly ProcessHandle[];
   /** Controller gRPC addresses (`host:port`), controller 1 first. */
   readonly controllers: readonly string[];
   /** Broker gRPC addresses (`host:port`), broker 1 first: a client's bootstrap list. */
   readonly bootstrap: readonly string[];
+  /** Gateway gRPC addresses (`host:port`), gateway 1 first. */
+  readonly gateways: readonly string[];
   /** The broker with `broker.id` `id` (throws for an unknown id). */
   broker(id: number): ProcessHandle;
   /** The controller with `controller.id` `id` (throws for an unknown id). */
   controller(id: string): ProcessHandle;
+  /** The gateway `gateway-<i>` (counting from 1; throws for an unknown one). */
+  gateway(i: number): ProcessHandle;
   /** DescribeCluster from the first running, unpaused controller that answers. */
   describeCluster(): Promise<DescribeClusterResponse__Output>;
   /**
@@ -155,9 +176,12 @@ export interface LocalCluster {
    * died, the survivors still name it until its election lease expires.
    */
   activeController(options?: { timeoutMs?: number }): Promise<ActiveController>;
-  /** Waits until every running controller names an active one and lists every running broker. */
+  /**
+   * Waits until every running controller names an active one and lists every running broker,
+   * and every running gateway's Metadata lists every running broker.
+   */
   waitReady(timeoutMs?: number): Promise<void>;
-  /** Stops brokers, then controllers, then etcd; removes a default temp `dataDir`. */
+  /** Stops gateways, brokers, controllers, then etcd; removes a default temp `dataDir`. */
   stop(): Promise<void>;
 }
 
@@ -165,6 +189,7 @@ export interface LocalCluster {
 interface Resolved {
   controllers: number;
   brokers: number;
+  gateways: number;
   host: string;
   logLevel: LogLevel;
   detached: boolean;
@@ -178,6 +203,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
   const r: Resolved = {
     controllers: options.controllers ?? LOCAL_CLUSTER_CONTROLLERS_DEFAULT,
     brokers: options.brokers ?? LOCAL_CLUSTER_BROKERS_DEFAULT,
+    gateways: options.gateways ?? LOCAL_CLUSTER_GATEWAYS_DEFAULT,
     host: options.host ?? "127.0.0.1",
     logLevel: options.logLevel ?? "info",
     detached: options.detached ?? false,
@@ -189,6 +215,8 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
     throw new Error(`controllers must be a positive integer, not ${r.controllers}`);
   if (!Number.isInteger(r.brokers) || r.brokers < 0)
     throw new Error(`brokers must be a non-negative integer, not ${r.brokers}`);
+  if (!Number.isInteger(r.gateways) || r.gateways < 0)
+    throw new Error(`gateways must be a non-negative integer, not ${r.gateways}`);
   const ownDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "samsa-cluster-")));
   const removeDir = ownDir && !(options.keepDataDir ?? false);
@@ -212,19 +240,19 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
     if (removeDir) await rm(dataDir, { recursive: true, force: true });
     throw err;
   }
-  const { controllers, brokers } = processes;
+  const { controllers, brokers, gateways } = processes;
   const cluster = assemble(
     r,
     dataDir,
     logDir,
     etcdHandle(etcd, etcdLog),
     etcd.endpoint,
-    controllers,
-    brokers,
+    processes,
     removeDir,
   );
   try {
-    const started = await Promise.allSettled([...controllers, ...brokers].map((p) => p.start()));
+    const all = [...controllers, ...brokers, ...gateways];
+    const started = await Promise.allSettled(all.map((p) => p.start()));
     const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
     if (failed) throw failed.reason;
     await cluster.waitReady();
@@ -235,14 +263,21 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
   return cluster;
 }
 
-/** The controller and broker processes, not started yet. */
+/** The processes of a cluster, by kind. */
+interface ClusterProcesses {
+  controllers: ServiceProcess[];
+  brokers: ServiceProcess[];
+  gateways: ServiceProcess[];
+}
+
+/** The controller, broker and gateway processes, not started yet. */
 async function createProcesses(
   r: Resolved,
   options: LocalClusterOptions,
   dataDir: string,
   logDir: string,
   etcd: EtcdProcess,
-): Promise<{ controllers: ServiceProcess[]; brokers: ServiceProcess[] }> {
+): Promise<ClusterProcesses> {
   const ports = options.ports ?? {};
   const spec = (kind: ServiceSpec["kind"], name: string, id: string, extra: string[]) => ({
     kind,
@@ -284,7 +319,16 @@ async function createProcesses(
       await ServiceProcess.create(s, ports.brokers?.[id - 1], ports.brokerMetrics?.[id - 1]),
     );
   }
-  return { controllers, brokers };
+  const gateways: ServiceProcess[] = [];
+  for (let i = 1; i <= r.gateways; i++) {
+    const id = `gateway-${i}`;
+    const extra = [`--gateway.id=${id}`, ...(options.gatewayArgs ?? [])];
+    const s = spec("gateway", id, id, extra);
+    gateways.push(
+      await ServiceProcess.create(s, ports.gateways?.[i - 1], ports.gatewayMetrics?.[i - 1]),
+    );
+  }
+  return { controllers, brokers, gateways };
 }
 
 /** Builds the {@link LocalCluster} object over started (or starting) processes. */
@@ -294,16 +338,29 @@ function assemble(
   logDir: string,
   etcd: ProcessHandle,
   etcdEndpoint: string,
-  controllerProcesses: readonly ServiceProcess[],
-  brokerProcesses: readonly ServiceProcess[],
+  processes: ClusterProcesses,
   removeDir: boolean,
 ): LocalCluster {
+  const {
+    controllers: controllerProcesses,
+    brokers: brokerProcesses,
+    gateways: gatewayProcesses,
+  } = processes;
   const clients = new Map<string, AdminServiceClient>();
   const adminClient = (address: string): AdminServiceClient => {
     let client = clients.get(address);
     if (!client) {
       client = createClient(adminService.Client, address);
       clients.set(address, client);
+    }
+    return client;
+  };
+  const gatewayClients = new Map<string, GatewayServiceClient>();
+  const gatewayClient = (address: string): GatewayServiceClient => {
+    let client = gatewayClients.get(address);
+    if (!client) {
+      client = createClient(gatewayService.Client, address);
+      gatewayClients.set(address, client);
     }
     return client;
   };
@@ -340,14 +397,19 @@ function assemble(
     etcd,
     controllerProcesses,
     brokerProcesses,
+    gatewayProcesses,
     get controllers() {
       return controllerProcesses.map((c) => c.address);
     },
     get bootstrap() {
       return brokerProcesses.map((b) => b.address);
     },
+    get gateways() {
+      return gatewayProcesses.map((g) => g.address);
+    },
     broker: (id) => byId(brokerProcesses, String(id), "broker"),
     controller: (id) => byId(controllerProcesses, id, "controller"),
+    gateway: (i) => byId(gatewayProcesses, `gateway-${i}`, "gateway"),
     describeCluster,
     async activeController(options = {}) {
       return waitFor(
@@ -391,14 +453,37 @@ function assemble(
           message: `every controller to list brokers [${wanted}] and an active controller`,
         },
       );
+      await waitFor(
+        async () => {
+          for (const g of gatewayProcesses.filter((p) => p.running && !p.paused)) {
+            const md = await unary(
+              gatewayClient(g.address),
+              "Metadata",
+              { topics: [] },
+              { deadlineMs: PROBE_DEADLINE_MS },
+            );
+            const listed = new Set(md.brokers.map((b) => b.id));
+            if (!wanted.every((id) => listed.has(id))) return false;
+          }
+          return true;
+        },
+        {
+          timeoutMs,
+          intervalMs: PROBE_INTERVAL_MS,
+          message: `every gateway to list brokers [${wanted}]`,
+        },
+      );
     },
     stop() {
       stopping ??= (async () => {
-        // Brokers first (they deregister through etcd), etcd last.
+        // Gateways first (their clients hear a retriable error), then brokers (they deregister
+        // through etcd), etcd last.
+        await Promise.all(gatewayProcesses.map((g) => g.stop()));
         await Promise.all(brokerProcesses.map((b) => b.stop()));
         await Promise.all(controllerProcesses.map((c) => c.stop()));
-        for (const client of clients.values()) client.close();
+        for (const client of [...clients.values(), ...gatewayClients.values()]) client.close();
         clients.clear();
+        gatewayClients.clear();
         await etcd.stop();
         if (removeDir) await rm(dataDir, { recursive: true, force: true });
       })();

@@ -10,6 +10,8 @@ import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+// protobufjs is @grpc/proto-loader's own protobuf library: the one that built the descriptors.
+import descriptor from "protobufjs/ext/descriptor/index.js";
 import type { ProtoGrpcType as AdminProto } from "../generated/admin.js";
 import type { ProtoGrpcType as BrokerProto } from "../generated/broker.js";
 import type { ProtoGrpcType as GatewayProto } from "../generated/gateway.js";
@@ -77,11 +79,70 @@ export const protoRoot: string = findProtoRoot();
 /** Every loaded proto file, relative to {@link protoRoot} (e.g. `samsa/v1/broker.proto`). */
 export const protoFiles: readonly string[] = Object.freeze(listProtoFiles(protoRoot));
 
+/** A message of `google/protobuf/descriptor.proto` as protobufjs decodes it (what is used here). */
+interface DescriptorMessage {
+  name?: string;
+  package?: string;
+  field?: { typeName?: string }[];
+  nestedType?: DescriptorMessage[];
+  messageType?: DescriptorMessage[];
+  options?: { mapEntry?: boolean } | null;
+}
+
+/**
+ * protobufjs (7.x), which builds the file descriptors that server reflection serves, names a map
+ * field's entry type after the field (`Configs`) instead of `ConfigsEntry`, and refers to it by
+ * that relative name. protoc and Go's protodesc (grpcurl, `buf curl --reflect`) reject such a
+ * file, so reflection served a schema no client could use. This renames every map entry to
+ * `<Field>Entry` and refers to it by its fully-qualified name. Returns the encoded file.
+ */
+function fixMapEntries(encoded: Buffer): Buffer {
+  const file = descriptor.FileDescriptorProto.decode(encoded) as unknown as DescriptorMessage;
+  let changed = false;
+  const visit = (messages: DescriptorMessage[] | undefined, scope: string): void => {
+    for (const message of messages ?? []) {
+      const name = `${scope}.${message.name}`;
+      for (const nested of message.nestedType ?? []) {
+        if (!nested.options?.mapEntry || nested.name?.endsWith("Entry")) continue;
+        const old = nested.name;
+        nested.name = `${old}Entry`;
+        for (const field of message.field ?? [])
+          if (field.typeName === old) field.typeName = `${name}.${nested.name}`;
+        changed = true;
+      }
+      visit(message.nestedType, name);
+    }
+  };
+  visit(file.messageType, file.package ? `.${file.package}` : "");
+  if (!changed) return encoded;
+  const message = file as unknown as Parameters<typeof descriptor.FileDescriptorProto.encode>[0];
+  return Buffer.from(descriptor.FileDescriptorProto.encode(message).finish());
+}
+
+/** Applies {@link fixMapEntries} to every file descriptor of a package definition, in place. */
+function fixReflectionDescriptors(definition: protoLoader.PackageDefinition): void {
+  const fixed = new Map<string, Buffer>();
+  for (const entry of Object.values(definition)) {
+    const files = (entry as { fileDescriptorProtos?: unknown }).fileDescriptorProtos;
+    if (!Array.isArray(files)) continue;
+    for (const [i, file] of files.entries()) {
+      const key = (file as Buffer).toString("base64");
+      let out = fixed.get(key);
+      if (out === undefined) {
+        out = fixMapEntries(file as Buffer);
+        fixed.set(key, out);
+      }
+      files[i] = out;
+    }
+  }
+}
+
 /** The loaded package definition of all protos; server reflection serves this. */
 export const packageDefinition: protoLoader.PackageDefinition = protoLoader.loadSync(
   [...protoFiles],
   { ...PROTO_LOADER_OPTIONS, includeDirs: [protoRoot] },
 );
+fixReflectionDescriptors(packageDefinition);
 
 /** The loaded gRPC object, typed by the generated `ProtoGrpcType`s of the service protos. */
 export type SamsaProto = AdminProto & BrokerProto & GatewayProto;

@@ -1,0 +1,256 @@
+/**
+ * The gateway's streams: Subscribe (batches of one partition, as a broker streams them) and
+ * Consume (decoded records of one or every partition of a topic). Both resolve their starting
+ * point to an offset first (ListOffsets through the router), then follow the partition's leader
+ * with {@link followPartition}: when a leader's stream ends with a retriable error (leadership
+ * moved, the broker stopped or became unreachable) the gateway finds the new leader and resumes
+ * at the offset after the last batch it passed on, so the client sees one unbroken stream with
+ * every record once, in order.
+ */
+import { Deadline } from "../client/retry.js";
+import { ErrorCode, SamsaError } from "../shared/errors.js";
+import type { ConsumeRequest__Output } from "../shared/generated/samsa/v1/ConsumeRequest.js";
+import type { ConsumeResponse } from "../shared/generated/samsa/v1/ConsumeResponse.js";
+import { IsolationLevel } from "../shared/generated/samsa/v1/IsolationLevel.js";
+import { SpecialOffset } from "../shared/generated/samsa/v1/SpecialOffset.js";
+import type { SubscribeRequest__Output } from "../shared/generated/samsa/v1/SubscribeRequest.js";
+import type { SubscribeResponse__Output } from "../shared/generated/samsa/v1/SubscribeResponse.js";
+import { stream } from "../shared/grpc/client.js";
+import { fromProtoErrorCode } from "../shared/grpc/errors.js";
+import { decodeBatches } from "../shared/record-batch/builder.js";
+import { checkTopicPartition, parseInt64 } from "../shared/request-parsing.js";
+import { validateTopicName } from "../shared/topic-name.js";
+import type { Router } from "./router.js";
+import { type Attempt, asSamsaError, type Routing } from "./routing.js";
+
+/**
+ * How long a stream keeps retrying without delivering anything before it ends with the last
+ * error, ms: a partition offline this long is an outage the client should hear about.
+ */
+export const FOLLOW_RETRY_TIMEOUT_MS = 120_000;
+/** Deadline of resolving a stream's start offsets, ms. */
+export const STREAM_START_TIMEOUT_MS = 30_000;
+/** ListOffsets sentinels (earliest, latest). */
+const EARLIEST = -2;
+const LATEST = -1;
+
+/** What the streams need. */
+export interface StreamDeps {
+  readonly routing: Routing;
+  readonly router: Router;
+}
+
+/** The starting point fields Subscribe and Consume share. */
+type StartSpec = Pick<SubscribeRequest__Output, "start" | "offset" | "special" | "timestamp">;
+
+/** Subscribe through the gateway: one partition's batches, following its leader. */
+export async function subscribe(
+  request: SubscribeRequest__Output,
+  deps: StreamDeps,
+  send: (message: SubscribeResponse__Output) => Promise<void>,
+  signal: AbortSignal,
+): Promise<void> {
+  const { topic, partition } = request;
+  checkTopicPartition(topic, partition);
+  const [offset] = await startOffsets(deps, topic, [partition], request, "Subscribe", signal);
+  const follow = { topic, partition, offset: offset!, maxBytes: request.maxBytes };
+  for await (const message of followPartition(deps.routing, follow, "Subscribe", signal))
+    await send(message);
+}
+
+/** Consume: decoded records of one or every partition, until `max_messages` or cancelled. */
+export async function consume(
+  request: ConsumeRequest__Output,
+  deps: StreamDeps,
+  send: (message: ConsumeResponse) => Promise<void>,
+  signal: AbortSignal,
+): Promise<void> {
+  const { topic } = request;
+  validateTopicName(topic);
+  checkTopicPartition(topic, request.partition ?? 0);
+  const deadline = new Deadline(STREAM_START_TIMEOUT_MS);
+  const count = (await deps.routing.topic(topic, deadline, signal)).partitions;
+  const partitions =
+    request.partition === undefined ? [...Array(count).keys()] : [request.partition];
+  const offsets = await startOffsets(deps, topic, partitions, request, "Consume", signal);
+  const stop = new AbortController();
+  const inner = AbortSignal.any([signal, stop.signal]);
+  const sources = partitions.map((partition, i) =>
+    partitionRecords(deps.routing, { topic, partition, offset: offsets[i]!, maxBytes: 0 }, inner),
+  );
+  let sent = 0;
+  for await (const record of merge(sources, stop)) {
+    await send(record);
+    sent++;
+    if (request.maxMessages > 0 && sent >= request.maxMessages) return;
+  }
+}
+
+/** Where one partition is followed from. */
+interface FollowSpec {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  /** Byte limit of one streamed message; 0 = the broker's default. */
+  readonly maxBytes: number;
+}
+
+/**
+ * Streams a partition's batches from its current leader, starting at `spec.offset`, and resumes
+ * at the next offset on the new leader whenever a stream ends with a retriable error. Ends when
+ * `signal` aborts; throws a non-retriable error, an UNKNOWN_TOPIC_OR_PARTITION the metadata
+ * confirms, or the last error after {@link FOLLOW_RETRY_TIMEOUT_MS} without progress.
+ */
+export async function* followPartition(
+  routing: Routing,
+  spec: FollowSpec,
+  method: string,
+  signal: AbortSignal,
+): AsyncGenerator<SubscribeResponse__Output, void, undefined> {
+  let offset = spec.offset;
+  let number = 0;
+  let failingSinceMs: number | undefined;
+  while (!signal.aborted) {
+    const seen = routing.version;
+    let error: SamsaError;
+    try {
+      const target = routing.leaderFor(spec.topic, spec.partition);
+      const request = { ...spec, offset: String(offset) };
+      for await (const message of stream(target.client, "Subscribe", request, { signal })) {
+        number = 0;
+        failingSinceMs = undefined;
+        offset = Number(message.nextOffset);
+        routing.deps.metrics.recordBytes(spec.topic, "out", message.records.length);
+        yield message;
+      }
+      if (signal.aborted) return;
+      // A broker's stream only ends with an error; an end without one is treated as a lost one.
+      error = new SamsaError(ErrorCode.LEADER_NOT_AVAILABLE, "the leader ended the stream");
+    } catch (err) {
+      if (signal.aborted) return;
+      error = asSamsaError(err);
+    }
+    failingSinceMs ??= Date.now();
+    const attempt: Attempt = { number: number++, seen, failingSinceMs, signal };
+    const stalled = Date.now() - failingSinceMs >= FOLLOW_RETRY_TIMEOUT_MS;
+    if (stalled || routing.isFinal(error, attempt)) throw error;
+    routing.deps.logger.debug("resuming stream", {
+      topic: spec.topic,
+      partition: spec.partition,
+      offset,
+      code: error.codeName,
+    });
+    await routing.pause(method, [error], attempt);
+  }
+}
+
+/** One partition's records from `spec.offset` on, decoded, each once. */
+async function* partitionRecords(
+  routing: Routing,
+  spec: FollowSpec,
+  signal: AbortSignal,
+): AsyncGenerator<ConsumeResponse, void, undefined> {
+  // A batch may start before the position (the first one read, or after a resume).
+  let position = spec.offset;
+  for await (const message of followPartition(routing, spec, "Consume", signal)) {
+    for (const batch of decodeBatches(message.records)) {
+      for (const r of batch.records) {
+        if (r.offset < position) continue;
+        position = r.offset + 1;
+        yield {
+          topic: spec.topic,
+          partition: spec.partition,
+          offset: String(r.offset),
+          timestamp: String(r.timestamp),
+          ...(r.key === null ? {} : { key: r.key }),
+          ...(r.value === null ? {} : { value: r.value }),
+          headers: r.headers.map((h) => ({ key: h.key, value: h.value ?? Buffer.alloc(0) })),
+        };
+      }
+    }
+  }
+}
+
+/**
+ * Interleaves async sources fairly (a source that just delivered goes to the back), pulling
+ * one item ahead per source at most. Ends when every source ended; the first error ends it
+ * too. On any end, `stop` is aborted so the sources still waiting end as well.
+ */
+async function* merge<T>(
+  sources: AsyncGenerator<T, void, undefined>[],
+  stop: AbortController,
+): AsyncGenerator<T, void, undefined> {
+  const pull = (i: number) => sources[i]!.next().then((result) => ({ i, result }));
+  const pending = new Map(sources.map((_, i) => [i, pull(i)] as const));
+  try {
+    while (pending.size > 0) {
+      const { i, result } = await Promise.race(pending.values());
+      pending.delete(i);
+      if (result.done) continue;
+      pending.set(i, pull(i));
+      yield result.value;
+    }
+  } finally {
+    stop.abort();
+    // The sources end on the abort; their last results (or errors) are of no interest now.
+    for (const p of pending.values()) p.catch(() => undefined);
+  }
+}
+
+/**
+ * The start offset of each partition: the request's offset, or the earliest, latest or
+ * by-timestamp offset from the leaders (no record at or after the time = latest, as a broker's
+ * Subscribe has it). Throws a partition's error as the call's error.
+ */
+async function startOffsets(
+  deps: StreamDeps,
+  topic: string,
+  partitions: readonly number[],
+  start: StartSpec,
+  method: string,
+  signal: AbortSignal,
+): Promise<number[]> {
+  const timestamp = startTimestamp(start);
+  if (timestamp === undefined) {
+    const offset = parseInt64(start.offset, "offset");
+    return partitions.map(() => offset);
+  }
+  const deadline = new Deadline(STREAM_START_TIMEOUT_MS);
+  const list = async (ts: number, which: readonly number[]) => {
+    const request = {
+      partitions: which.map((partition) => ({ topic, partition, timestamp: String(ts) })),
+      isolationLevel: IsolationLevel.ISOLATION_LEVEL_UNSPECIFIED,
+    };
+    const results = await deps.router.listOffsetParts(request, deadline, signal, method);
+    return results.map((r) => {
+      const code = fromProtoErrorCode(r.errorCode);
+      if (code !== ErrorCode.NONE) throw new SamsaError(code, r.errorMessage || undefined);
+      return Number(r.offset);
+    });
+  };
+  const offsets = await list(timestamp, partitions);
+  const none = partitions.filter((_, i) => offsets[i]! < 0);
+  if (none.length > 0) {
+    const latest = await list(LATEST, none);
+    for (const [k, partition] of none.entries())
+      offsets[partitions.indexOf(partition)] = latest[k]!;
+  }
+  return offsets;
+}
+
+/** The ListOffsets timestamp of a start; undefined for an explicit offset. */
+function startTimestamp(start: StartSpec): number | undefined {
+  switch (start.start) {
+    case "offset":
+      return undefined;
+    case "timestamp":
+      // A time before the epoch means "from the first record", as a broker treats it.
+      return Math.max(parseInt64(start.timestamp, "timestamp"), 0);
+    case "special":
+      if (start.special === SpecialOffset.SPECIAL_OFFSET_EARLIEST) return EARLIEST;
+      if (start.special === SpecialOffset.SPECIAL_OFFSET_LATEST) return LATEST;
+      throw new SamsaError(ErrorCode.INVALID_REQUEST, `unknown special offset ${start.special}`);
+    default:
+      return LATEST;
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * The gateway's own Prometheus metrics (prefix `samsa_`). Requests per RPC, their codes and
+ * latencies come from the shared server wrapper (`samsa_rpc_*`); these add what only the gateway
+ * knows: how often it retried a routed call, why, and how many record bytes it routed per topic.
+ */
+import { Counter, type Registry } from "prom-client";
+import { ErrorCode } from "../shared/errors.js";
+
+/** Name of the retries counter. */
+export const GATEWAY_RETRIES_METRIC = "samsa_gateway_retries_total";
+/** Name of the routed bytes counter. */
+export const GATEWAY_ROUTED_BYTES_METRIC = "samsa_gateway_routed_bytes_total";
+
+/** Direction of routed bytes: `in` = to brokers (produce), `out` = to clients (fetch, streams). */
+export type RoutedDirection = "in" | "out";
+
+export class GatewayMetrics {
+  private readonly retries: Counter<"method" | "code">;
+  private readonly routedBytes: Counter<"topic" | "direction">;
+
+  constructor(registry: Registry) {
+    this.retries = new Counter({
+      name: GATEWAY_RETRIES_METRIC,
+      help: "Routed calls retried by the gateway, by RPC method and the error code that caused it.",
+      labelNames: ["method", "code"],
+      registers: [registry],
+    });
+    this.routedBytes = new Counter({
+      name: GATEWAY_ROUTED_BYTES_METRIC,
+      help: "Record batch bytes routed, by topic and direction (in = produced, out = served).",
+      labelNames: ["topic", "direction"],
+      registers: [registry],
+    });
+  }
+
+  /** Counts one retry of `method` caused by `code`. */
+  recordRetry(method: string, code: ErrorCode): void {
+    this.retries.inc({ method, code: ErrorCode[code] ?? ErrorCode[ErrorCode.UNKNOWN] });
+  }
+
+  /** Counts record bytes routed for `topic`. */
+  recordBytes(topic: string, direction: RoutedDirection, bytes: number): void {
+    if (bytes > 0) this.routedBytes.inc({ topic, direction }, bytes);
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * A gateway: one client endpoint in front of the brokers. It keeps no state of its own: it
+ * mirrors the cluster metadata from etcd (ClusterMetadata), keeps one channel per live broker
+ * (BrokerPool), and serves the GatewayService (plus health and reflection) over gRPC, routing
+ * each partition to its current leader. `/metrics` and `/healthz` are served over HTTP.
+ * `start()` brings the parts up in dependency order; `stop()` stops serving first (in-flight
+ * calls finish, streams end with a retriable LEADER_NOT_AVAILABLE so clients move to another
+ * gateway), then closes the broker channels and the etcd mirror.
+ */
+import type { Etcd3 } from "etcd3";
+import type { Registry } from "prom-client";
+import { Partitioner } from "../client/partitioner.js";
+import { formatHostPort, type GatewayConfig } from "../shared/config/index.js";
+import { connectEtcd } from "../shared/etcd/client.js";
+import { EtcdKeys } from "../shared/etcd/keys.js";
+import { gatewayService } from "../shared/grpc/proto.js";
+import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
+import { createLogger, type Logger } from "../shared/logger.js";
+import { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
+import { createRegistry, type MetricsServer, startMetricsServer } from "../shared/metrics.js";
+import { BrokerPool } from "./broker-pool.js";
+import { GatewayMetrics } from "./gateway-metrics.js";
+import { gatewayServiceHandlers } from "./gateway-service.js";
+import { MetadataWatch } from "./metadata-watch.js";
+import { Router } from "./router.js";
+import { Routing } from "./routing.js";
+
+/** Options beyond the config (tests inject a logger). */
+export interface GatewayOptions {
+  logger?: Logger;
+}
+
+export class Gateway {
+  private readonly logger: Logger;
+  private readonly registry: Registry;
+  private etcd: Etcd3 | undefined;
+  private metadata: ClusterMetadata | undefined;
+  private watch: MetadataWatch | undefined;
+  private pool: BrokerPool | undefined;
+  private server: GrpcServer | undefined;
+  private metricsServer: MetricsServer | undefined;
+  private stopping: Promise<void> | undefined;
+  private boundPort = 0;
+
+  constructor(
+    private readonly config: GatewayConfig,
+    options: GatewayOptions = {},
+  ) {
+    this.logger =
+      options.logger ??
+      createLogger({
+        service: "gateway",
+        level: config.logLevel,
+        fields: { gatewayId: config.gatewayId },
+      });
+    this.registry = createRegistry("gateway", { id: config.gatewayId });
+  }
+
+  /** The gRPC port bound (useful with port 0). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** The metrics port bound. */
+  get metricsPort(): number {
+    return this.metricsServer?.port ?? 0;
+  }
+
+  /** Starts every part; throws (after cleaning up) if any fails. */
+  async start(): Promise<void> {
+    const c = this.config;
+    try {
+      this.etcd = await connectEtcd({
+        endpoints: c.etcdEndpoints,
+        connectTimeoutMs: c.etcdConnectionTimeoutMs,
+        registry: this.registry,
+      });
+      const keys = EtcdKeys.forCluster(c.clusterId, c.etcdPrefix);
+      this.metadata = new ClusterMetadata(this.etcd, keys, this.logger);
+      await this.metadata.start();
+      this.watch = new MetadataWatch(this.metadata);
+      this.pool = new BrokerPool(this.metadata);
+      const routing = new Routing({
+        metadata: this.metadata,
+        pool: this.pool,
+        watch: this.watch,
+        metrics: new GatewayMetrics(this.registry),
+        logger: this.logger.child({ component: "router" }),
+      });
+      this.server = createGrpcServer({ registry: this.registry, logger: this.logger });
+      this.server.addService(
+        gatewayService,
+        gatewayServiceHandlers({
+          routing,
+          router: new Router(routing, c.clusterId),
+          partitioner: new Partitioner(),
+        }),
+      );
+      this.boundPort = await this.server.listen(c.listener.host, c.listener.port);
+      const metadata = this.metadata;
+      this.metricsServer = await startMetricsServer({
+        port: c.metricsPort,
+        host: c.metricsHost,
+        registry: this.registry,
+        health: () => ({
+          ok: this.stopping === undefined,
+          detail: { gatewayId: c.gatewayId, brokers: metadata.brokers().length },
+        }),
+      });
+      this.logger.info("gateway started", {
+        port: this.boundPort,
+        advertised: formatHostPort({
+          host: c.advertisedListener.host,
+          port: c.advertisedListener.port === 0 ? this.boundPort : c.advertisedListener.port,
+        }),
+        metricsPort: this.metricsServer.port,
+      });
+    } catch (err) {
+      this.logger.error("gateway failed to start", { error: (err as Error).message });
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Stops serving (in-flight calls finish), then closes every connection. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    const step = async (name: string, fn: () => Promise<unknown> | undefined) => {
+      try {
+        await fn();
+      } catch (err) {
+        this.logger.warn("shutdown step failed", { step: name, error: (err as Error).message });
+      }
+    };
+    await step("grpc", () => this.server?.stop());
+    await step("brokers", async () => this.pool?.close());
+    await step("watch", async () => this.watch?.close());
+    await step("metadata", () => this.metadata?.close());
+    await step("metrics", () => this.metricsServer?.close());
+    await step("etcd", async () => this.etcd?.close());
+    this.logger.info("gateway stopped");
+  }
+}

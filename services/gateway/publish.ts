@@ -1,0 +1,177 @@
+/**
+ * Publish: records given as fields, appended through the router. Each record's partition is the
+ * one it names, else Kafka's murmur2 of its key, else round robin (the client library's
+ * partitioner, so a key lands where a Kafka client would put it). A partition's records become
+ * record batches (`buildBatch`, split near {@link PUBLISH_BATCH_BYTES_TARGET}) sent back to back
+ * in one append, so they get consecutive offsets and succeed or fail together; each record's
+ * answer is its partition and offset, or its partition's error code.
+ */
+import type { Partitioner } from "../client/partitioner.js";
+import type { Deadline } from "../client/retry.js";
+import { ErrorCode, SamsaError } from "../shared/errors.js";
+import type { PublishRequest__Output } from "../shared/generated/samsa/v1/PublishRequest.js";
+import type { PublishResult } from "../shared/generated/samsa/v1/PublishResult.js";
+import { buildBatch } from "../shared/record-batch/builder.js";
+import { BATCH_HEADER_BYTES } from "../shared/record-batch/layout.js";
+import type { ProducerRecord } from "../shared/record-batch/records.js";
+import { errorResult, NO_ERROR, parseInt64 } from "../shared/request-parsing.js";
+import { validateTopicName } from "../shared/topic-name.js";
+import type { Router } from "./router.js";
+import type { Routing } from "./routing.js";
+
+/** Records in one Publish at most. */
+export const PUBLISH_RECORDS_MAX = 10_000;
+/**
+ * Estimated bytes after which a partition's records start a new batch: Kafka's default
+ * `batch.size` (16 KiB), far under the default `max.message.bytes` (1 MiB). A topic whose own
+ * `max.message.bytes` is smaller gets batches that fit it (the gateway cannot see a broker's
+ * `message.max.bytes`, as a Kafka producer cannot).
+ */
+export const PUBLISH_BATCH_BYTES_TARGET = 16 * 1024;
+/**
+ * Estimated bytes a record adds to a batch beyond its key, value and headers: an upper bound of
+ * its varints and attributes, so batches built to an estimate never exceed it.
+ */
+const RECORD_OVERHEAD_BYTES_ESTIMATE = 24;
+/** The topic config that caps a batch's size. */
+const MAX_MESSAGE_BYTES_CONFIG = "max.message.bytes";
+
+/** What Publish needs. */
+export interface PublishDeps {
+  readonly routing: Routing;
+  readonly router: Router;
+  readonly partitioner: Partitioner;
+}
+
+/** One partition's share of the request. */
+interface PartitionShare {
+  readonly indices: number[];
+  readonly records: ProducerRecord[];
+}
+
+/** Handles one Publish; see the module comment. */
+export async function publish(
+  request: PublishRequest__Output,
+  deps: PublishDeps,
+  deadline: Deadline,
+  signal: AbortSignal,
+): Promise<{ results: PublishResult[] }> {
+  validateTopicName(request.topic);
+  const n = request.records.length;
+  if (n === 0) throw new SamsaError(ErrorCode.INVALID_REQUEST, "no records in the request");
+  if (n > PUBLISH_RECORDS_MAX) {
+    throw new SamsaError(
+      ErrorCode.INVALID_REQUEST,
+      `${n} records exceed the limit of ${PUBLISH_RECORDS_MAX}`,
+    );
+  }
+  const topic = await deps.routing.topic(request.topic, deadline, signal);
+  const results: PublishResult[] = new Array(n);
+  const shares = assign(request, topic.partitions, deps.partitioner, results);
+  const batchBytes = batchBytesTarget(topic.config[MAX_MESSAGE_BYTES_CONFIG]);
+  const partitions = [...shares.keys()];
+  const parts: { topic: string; partition: number; records: Buffer }[] = [];
+  for (const partition of partitions) {
+    const share = shares.get(partition)!;
+    try {
+      parts.push({
+        topic: request.topic,
+        partition,
+        records: buildBatches(share.records, batchBytes),
+      });
+    } catch (err) {
+      for (const i of share.indices) results[i] = { partition, offset: "-1", ...errorResult(err) };
+      shares.delete(partition);
+    }
+  }
+  const options = { acks: request.acks, timeoutMs: request.timeoutMs, method: "Publish" };
+  const answers =
+    parts.length === 0 ? [] : await deps.router.produceParts(parts, options, deadline, signal);
+  for (const [k, answer] of answers.entries()) {
+    const partition = parts[k]!.partition;
+    const base = Number(answer.baseOffset);
+    const ok = answer.errorCode === NO_ERROR;
+    for (const [position, i] of shares.get(partition)!.indices.entries()) {
+      results[i] = {
+        partition,
+        offset: ok && base >= 0 ? String(base + position) : "-1",
+        errorCode: answer.errorCode,
+        errorMessage: answer.errorMessage,
+      };
+    }
+  }
+  return { results };
+}
+
+/**
+ * Chooses each record's partition and groups the records by it, in request order. A record that
+ * names a partition the topic does not have, or carries a bad timestamp, gets its error result
+ * here and is not sent.
+ */
+function assign(
+  request: PublishRequest__Output,
+  count: number,
+  partitioner: Partitioner,
+  results: PublishResult[],
+): Map<number, PartitionShare> {
+  const shares = new Map<number, PartitionShare>();
+  const now = Date.now();
+  for (const [i, r] of request.records.entries()) {
+    const partition = r.partition ?? partitioner.partition(request.topic, r.key ?? null, count);
+    try {
+      if (partition < 0 || partition >= count) {
+        throw new SamsaError(
+          ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+          `partition ${partition} of ${request.topic} does not exist (it has ${count})`,
+        );
+      }
+      const timestamp = r.timestamp === undefined ? now : parseInt64(r.timestamp, "timestamp");
+      if (timestamp < 0)
+        throw new SamsaError(ErrorCode.INVALID_TIMESTAMP, `timestamp ${timestamp} is negative`);
+      const share = shares.get(partition) ?? { indices: [], records: [] };
+      share.indices.push(i);
+      share.records.push({
+        key: r.key ?? null,
+        value: r.value,
+        headers: r.headers.map((h) => ({ key: h.key, value: h.value })),
+        timestamp,
+      });
+      shares.set(partition, share);
+    } catch (err) {
+      results[i] = { partition, offset: "-1", ...errorResult(err) };
+    }
+  }
+  return shares;
+}
+
+/** A record's estimated share of a batch, bytes. */
+function estimateBytes(r: ProducerRecord): number {
+  let n = RECORD_OVERHEAD_BYTES_ESTIMATE + (r.key?.length ?? 0) + (r.value?.length ?? 0);
+  for (const h of r.headers ?? []) n += Buffer.byteLength(h.key) + (h.value?.length ?? 0) + 2;
+  return n;
+}
+
+/** The estimated batch size to aim for, given the topic's `max.message.bytes` (if set). */
+function batchBytesTarget(topicMaxMessageBytes: string | undefined): number {
+  const max = Number(topicMaxMessageBytes);
+  if (!Number.isSafeInteger(max) || max <= BATCH_HEADER_BYTES) return PUBLISH_BATCH_BYTES_TARGET;
+  return Math.min(PUBLISH_BATCH_BYTES_TARGET, max - BATCH_HEADER_BYTES);
+}
+
+/** The records as batches of about `targetBytes` each (estimated), back to back. */
+function buildBatches(records: ProducerRecord[], targetBytes: number): Buffer {
+  const batches: Buffer[] = [];
+  let start = 0;
+  let bytes = 0;
+  for (const [i, r] of records.entries()) {
+    const size = estimateBytes(r);
+    if (i > start && bytes + size > targetBytes) {
+      batches.push(buildBatch(records.slice(start, i)));
+      start = i;
+      bytes = 0;
+    }
+    bytes += size;
+  }
+  batches.push(buildBatch(records.slice(start)));
+  return batches.length === 1 ? batches[0]! : Buffer.concat(batches);
+}
