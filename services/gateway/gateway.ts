@@ -13,11 +13,12 @@ import { Partitioner } from "../client/partitioner.js";
 import { formatHostPort, type GatewayConfig } from "../shared/config/index.js";
 import { connectEtcd } from "../shared/etcd/client.js";
 import { EtcdKeys } from "../shared/etcd/keys.js";
-import { gatewayService } from "../shared/grpc/proto.js";
+import { adminService, gatewayService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { createRegistry, type MetricsServer, startMetricsServer } from "../shared/metrics.js";
+import { adminProxyHandlers } from "./admin-proxy.js";
 import { BrokerPool } from "./broker-pool.js";
 import { GatewayMetrics } from "./gateway-metrics.js";
 import { gatewayServiceHandlers } from "./gateway-service.js";
@@ -35,6 +36,7 @@ export class Gateway {
   private readonly registry: Registry;
   private etcd: Etcd3 | undefined;
   private metadata: ClusterMetadata | undefined;
+  private closeAdminProxy: (() => void) | undefined;
   private watch: MetadataWatch | undefined;
   private pool: BrokerPool | undefined;
   private server: GrpcServer | undefined;
@@ -96,6 +98,9 @@ export class Gateway {
           partitioner: new Partitioner(),
         }),
       );
+      const adminProxy = adminProxyHandlers(this.metadata);
+      this.closeAdminProxy = adminProxy.close;
+      this.server.addService(adminService, adminProxy.handlers);
       this.boundPort = await this.server.listen(c.listener.host, c.listener.port);
       const metadata = this.metadata;
       this.metricsServer = await startMetricsServer({
@@ -139,6 +144,7 @@ export class Gateway {
     await step("grpc", () => this.server?.stop());
     await step("brokers", async () => this.pool?.close());
     await step("watch", async () => this.watch?.close());
+    this.closeAdminProxy?.();
     await step("metadata", () => this.metadata?.close());
     await step("metrics", () => this.metricsServer?.close());
     await step("etcd", async () => this.etcd?.close());

@@ -19,7 +19,8 @@ import type { GatewayServiceClient } from "../../services/shared/generated/samsa
 import type { PublishRecord } from "../../services/shared/generated/samsa/v1/PublishRecord.js";
 import { SpecialOffset } from "../../services/shared/generated/samsa/v1/SpecialOffset.js";
 import { createClient, stream, unary } from "../../services/shared/grpc/client.js";
-import { gatewayService } from "../../services/shared/grpc/proto.js";
+import { adminService, gatewayService } from "../../services/shared/grpc/proto.js";
+import { ErrorCode } from "../../services/shared/errors.js";
 import { buildBatch } from "../../services/shared/record-batch/builder.js";
 import { waitFor } from "../support/wait-for.js";
 import {
@@ -103,6 +104,30 @@ describe("gateway: routing", { timeout: 60_000 }, () => {
         },
         { timeoutMs: METADATA_LAG_TIMEOUT_MS, message: `equal Metadata of [${topics}]` },
       );
+    }
+  });
+
+  test("AdminService through the gateway reaches the active controller", async () => {
+    const viaGateway = createClient(adminService.Client, cluster.gateways[0]!);
+    try {
+      const name = `${topic}-admin`;
+      const created = await unary(viaGateway, "CreateTopics", {
+        topics: [{ name, numPartitions: 2, replicationFactor: 1 }],
+      });
+      assert.equal(created.topics[0]!.errorCode, 0, created.topics[0]!.errorMessage);
+      const again = await unary(viaGateway, "CreateTopics", {
+        topics: [{ name, numPartitions: 2 }],
+      });
+      assert.equal(again.topics[0]!.errorCode, ErrorCode.TOPIC_ALREADY_EXISTS);
+      // The controller itself saw the creation: the same topic id there.
+      const direct = await unary(admin(), "DescribeTopics", { names: [name] });
+      assert.equal(direct.topics[0]!.topicId, created.topics[0]!.topicId);
+      const cluster1 = await unary(viaGateway, "DescribeCluster", {});
+      assert.equal(cluster1.brokers.length, cluster.bootstrap.length);
+      const deleted = await unary(viaGateway, "DeleteTopics", { names: [name] });
+      assert.equal(deleted.topics[0]!.errorCode, 0, deleted.topics[0]!.errorMessage);
+    } finally {
+      viaGateway.close();
     }
   });
 
