@@ -12,7 +12,7 @@ import type { FetchResponse__Output } from "../shared/generated/samsa/v1/FetchRe
 import { IsolationLevel } from "../shared/generated/samsa/v1/IsolationLevel.js";
 import { unary } from "../shared/grpc/client.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
-import { decodeBatches, lastOffsetOf } from "../shared/record-batch/index.js";
+import { iterateBatches, lastOffsetOf } from "../shared/record-batch/index.js";
 import { listOffsets, NO_OFFSET, type OffsetSpec } from "./list-offsets.js";
 import {
   Cluster,
@@ -292,10 +292,14 @@ export class Consumer {
     }
   }
 
-  /** Yields the records at or after the position and moves the position past the batches. */
+  /**
+   * Yields the records at or after the position and moves the position past the batches. Batches
+   * are decoded one at a time (their records die young, cheap for the garbage collector), so a
+   * corrupt batch throws after the records of the good batches before it.
+   */
   private *records(topic: string, s: PartitionState, data: Buffer): Generator<ConsumerRecord> {
     if (data.length === 0) return;
-    for (const batch of decodeBatches(data)) {
+    for (const batch of iterateBatches(data)) {
       for (const r of batch.records) {
         if (r.offset < s.position) continue;
         s.position = r.offset + 1;

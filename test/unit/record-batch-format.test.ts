@@ -13,6 +13,7 @@ import {
   decodeBatch,
   decodeBatches,
   isCompressionSupported,
+  iterateBatches,
   NO_PRODUCER_ID,
   type ProducerRecord,
   stampBatch,
@@ -233,6 +234,22 @@ describe("record batch round trips", () => {
     assert.deepEqual(decodeBatches(Buffer.alloc(0)), []);
     const whole = Buffer.concat(batches);
     assertCode(() => decodeBatches(whole.subarray(0, whole.length - 1)), ErrorCode.CORRUPT_MESSAGE);
+  });
+
+  it("iterates back-to-back batches one at a time, failing only when it reaches a defect", () => {
+    const batches = CODECS.map((codec, i) =>
+      buildBatch(FIXTURE_RECORDS, { compression: codec, baseOffset: i * 2 }),
+    );
+    const whole = Buffer.concat(batches);
+    assert.deepEqual(
+      [...iterateBatches(whole)].map((b) => b.records.map(plain)),
+      decodeBatches(whole).map((b) => b.records.map(plain)),
+    );
+    assert.deepEqual([...iterateBatches(Buffer.alloc(0))], []);
+    const iter = iterateBatches(whole.subarray(0, whole.length - 1));
+    for (let i = 0; i < CODECS.length - 1; i++)
+      assert.equal(iter.next().value?.header.baseOffset, i * 2);
+    assertCode(() => iter.next(), ErrorCode.CORRUPT_MESSAGE);
   });
 
   it("handles a 1 MiB value and multi-byte length varints", () => {

@@ -130,6 +130,44 @@ describe("varlong (int64)", () => {
   });
 });
 
+describe("varint and varlong at the reader's end bound", () => {
+  // The readers take short encodings on a fast path that looks ahead one byte; the result must
+  // not depend on whether more bytes follow, and the end bound must hold on every path.
+  const placed = (hex: string) => Buffer.from(`ff${hex}8080`, "hex");
+
+  it("reads the same value whether or not bytes follow, and never past the end", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), (v) => {
+        const hex = encodeVarint(v);
+        const size = hex.length / 2;
+        const buf = placed(hex);
+        for (const end of [1 + size, buf.length]) {
+          const r = new ByteReader(buf, 1, end);
+          assert.equal(r.readVarint(), v);
+          assert.equal(r.pos, 1 + size);
+        }
+        assertCorrupt(() => new ByteReader(buf, 1, size).readVarint(), /truncated/);
+      }),
+    );
+  });
+
+  it("reads the same varlong whether or not bytes follow, and never past the end", () => {
+    fc.assert(
+      fc.property(fc.maxSafeInteger(), (v) => {
+        const hex = encodeVarlong(v);
+        const size = hex.length / 2;
+        const buf = placed(hex);
+        for (const end of [1 + size, buf.length]) {
+          const r = new ByteReader(buf, 1, end);
+          assert.equal(r.readVarlong(), v);
+          assert.equal(r.pos, 1 + size);
+        }
+        assertCorrupt(() => new ByteReader(buf, 1, size).readVarlong(), /truncated/);
+      }),
+    );
+  });
+});
+
 describe("ByteReader bounds", () => {
   it("rejects byte runs past the end and negative lengths", () => {
     const r = new ByteReader(Buffer.from("0102030405", "hex"), 1, 4);

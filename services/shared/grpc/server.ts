@@ -4,6 +4,7 @@
  * (error mapping through the one table, metrics, cancellation). Tests start it on port 0 with
  * the same code as production (STYLE 9).
  */
+import type * as http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
@@ -36,6 +37,16 @@ export const SERVER_KEEPALIVE_TIMEOUT_MS = 10_000;
 export const SERVER_CONCURRENT_STREAMS_MAX = 1_000;
 /** How long stop() lets in-flight calls finish before it forces the server down, ms. */
 export const SERVER_SHUTDOWN_GRACE_MS = 5_000;
+/**
+ * HTTP/2 flow-control window the server grants each client connection and each call, bytes.
+ * Node's default of 64 KiB lets a client send only 64 KiB before it must wait for a
+ * WINDOW_UPDATE, which the server sends from its event loop: a 110 KB produce request then
+ * waits for the server's event loop twice, and eight of them in flight share one 64 KiB
+ * connection window, capping produce at about half of what the broker can append. 16 MiB (the
+ * largest window grpc-go's BDP estimator grows to) holds many produce requests at once. It costs
+ * no memory bound: grpc-js reads every call's messages whole anyway, up to the receive limit.
+ */
+export const SERVER_FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
 /** The health service name that stands for the whole server. */
 export const HEALTH_SERVER_WIDE = "";
 
@@ -132,6 +143,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       // Reflection describes exactly the services this server runs.
       new ReflectionService(packageDefinition, { services: [...serviceNames] }).addToServer(server);
       port = await bind(server, host, requestedPort);
+      widenFlowControlWindows(server, SERVER_FLOW_CONTROL_WINDOW_BYTES);
       health.setStatus(HEALTH_SERVER_WIDE, "SERVING");
       return port;
     },
@@ -176,6 +188,25 @@ function bind(server: grpc.Server, host: string, port: number): Promise<number> 
       else resolve(boundPort);
     });
   });
+}
+
+/**
+ * Grants every client connection of `server` a flow-control window of `bytes`, for the
+ * connection (a WINDOW_UPDATE) and for each call (SETTINGS_INITIAL_WINDOW_SIZE). grpc-js 1.14
+ * has no server option for it (its client has `grpc-node.flow_control_window`; the server side
+ * is grpc/grpc-node#3058), so this hooks the HTTP/2 servers grpc-js keeps in its private
+ * `http2Servers` map. The assertion fails loudly if an upgrade removes the map: switch to the
+ * option then.
+ */
+function widenFlowControlWindows(server: grpc.Server, bytes: number): void {
+  const http2Servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  assert(http2Servers instanceof Map, "grpc-js keeps its HTTP/2 servers in `http2Servers`");
+  for (const http2Server of http2Servers.keys() as Iterable<http2.Http2Server>) {
+    http2Server.on("session", (session: http2.ServerHttp2Session) => {
+      session.setLocalWindowSize(bytes);
+      session.settings({ initialWindowSize: bytes });
+    });
+  }
 }
 
 function shutdown(server: grpc.Server, graceMs: number): Promise<void> {

@@ -266,16 +266,32 @@ export function decodeBatch(buf: Buffer, pos = 0, options: DecodeBatchOptions = 
 }
 
 /**
- * Decodes a buffer of whole batches back to back (a fetch response's records). An empty
- * buffer gives no batches; a trailing partial batch is CORRUPT_MESSAGE like any other defect.
+ * Decodes a buffer of whole batches back to back (a fetch response's records), one batch per
+ * step: each batch is validated and decoded only when the loop reaches it. Prefer it to
+ * {@link decodeBatches} for large fetch answers: only one batch's records are alive at a time,
+ * so they die young and cost the garbage collector little, where a whole 8 MiB answer decoded
+ * up front keeps some 80,000 records alive long enough to be copied and promoted, about three
+ * times the decoding cost. An empty buffer gives no batches; a trailing partial batch is
+ * CORRUPT_MESSAGE like any other defect, thrown when the loop reaches it.
  */
-export function decodeBatches(buf: Buffer, options: DecodeBatchOptions = {}): DecodedBatch[] {
-  const batches: DecodedBatch[] = [];
+export function* iterateBatches(
+  buf: Buffer,
+  options: DecodeBatchOptions = {},
+): Generator<DecodedBatch, void, undefined> {
   let pos = 0;
   while (pos < buf.length) {
     const batch = decodeBatch(buf, pos, options);
-    batches.push(batch);
     pos += batchSizeBytes(batch.header);
+    yield batch;
   }
-  return batches;
+}
+
+/**
+ * Decodes a buffer of whole batches back to back (a fetch response's records) into an array,
+ * checking every batch before returning any. An empty buffer gives no batches; a trailing
+ * partial batch is CORRUPT_MESSAGE like any other defect. See {@link iterateBatches} for
+ * large buffers.
+ */
+export function decodeBatches(buf: Buffer, options: DecodeBatchOptions = {}): DecodedBatch[] {
+  return Array.from(iterateBatches(buf, options));
 }

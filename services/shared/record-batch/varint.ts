@@ -149,6 +149,28 @@ export class ByteReader {
 
   /** Reads a zigzag varint (int32); rejects encodings longer than 5 bytes or over 32 bits. */
   readVarint(): number {
+    // Fast paths for the one- and two-byte encodings (|value| < 8192) that record lengths,
+    // offset deltas and key/value lengths of ordinary records use: no loop, int32 arithmetic
+    // only, small enough for the JIT to inline into the record decoder.
+    const { buf, pos, end } = this;
+    if (pos < end) {
+      const b0 = buf[pos]!;
+      if (b0 < SEVEN_BITS) {
+        this.pos = pos + 1;
+        return unzigzag32(b0);
+      }
+      if (pos + 1 < end) {
+        const b1 = buf[pos + 1]!;
+        if (b1 < SEVEN_BITS) {
+          this.pos = pos + 2;
+          return unzigzag32((b0 & 0x7f) | (b1 << 7));
+        }
+      }
+    }
+    return this.readVarintSlow();
+  }
+
+  private readVarintSlow(): number {
     const { buf, end } = this;
     let pos = this.pos;
     let u = 0;
@@ -158,7 +180,8 @@ export class ByteReader {
       if (i === VARINT_BYTES_MAX - 1 && b > VARINT_LAST_BYTE_MAX) {
         throw corrupt("varint overflows 32 bits");
       }
-      u += (b & 0x7f) * 2 ** (7 * i);
+      // Bits 28-31 land in the sign bit of the int32; unzigzag32 shifts them back unsigned.
+      u |= (b & 0x7f) << (7 * i);
       if (b < SEVEN_BITS) {
         this.pos = pos;
         return unzigzag32(u);
@@ -172,18 +195,34 @@ export class ByteReader {
    * Rejects encodings longer than 10 bytes or over 64 bits.
    */
   readVarlong(): number {
+    // Fast path for the one-byte encoding: the timestamp delta of records built in the same
+    // millisecond, the common case inside a producer batch.
+    const { buf, pos, end } = this;
+    if (pos < end) {
+      const b0 = buf[pos]!;
+      if (b0 < SEVEN_BITS) {
+        this.pos = pos + 1;
+        return unzigzag32(b0);
+      }
+    }
+    return this.readVarlongMedium();
+  }
+
+  private readVarlongMedium(): number {
     const { buf, end } = this;
     let pos = this.pos;
     let u = 0;
+    let scale = 1;
     for (let i = 0; i < VARLONG_FAST_BYTES; i++) {
       if (pos >= end) throw corrupt("truncated varlong");
       const b = buf[pos++]!;
-      u += (b & 0x7f) * 2 ** (7 * i);
+      u += (b & 0x7f) * scale;
       if (b < SEVEN_BITS) {
         this.pos = pos;
         // u < 2^49 here, so the zigzag decode is exact in number arithmetic.
         return u % 2 === 0 ? u / 2 : -(u + 1) / 2;
       }
+      scale *= SEVEN_BITS;
     }
     return this.readVarlongSlow();
   }
