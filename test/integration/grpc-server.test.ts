@@ -4,6 +4,7 @@
  * exists only to exercise the plumbing.
  */
 import assert from "node:assert/strict";
+import * as http2 from "node:http2";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -21,6 +22,7 @@ import { type BrokerServiceClient, brokerService } from "../../services/shared/g
 import {
   createGrpcServer,
   type GrpcServer,
+  SERVER_FLOW_CONTROL_WINDOW_BYTES,
   type ServiceHandlers,
 } from "../../services/shared/grpc/server.js";
 import { type CapturedLine, memoryLogger } from "../../services/shared/logger.js";
@@ -249,6 +251,20 @@ describe("gRPC server plumbing", () => {
       assert.ok(!names.includes("samsa.v1.AdminService"), "only the services this server runs");
     } finally {
       reflection.close();
+    }
+  });
+
+  it("grants each client connection and call the wide HTTP/2 flow-control window", async () => {
+    const session = http2.connect(`http://${address}`);
+    try {
+      // The window arrives as a second SETTINGS frame and a connection WINDOW_UPDATE.
+      await waitFor(
+        () =>
+          session.remoteSettings?.initialWindowSize === SERVER_FLOW_CONTROL_WINDOW_BYTES &&
+          session.state.remoteWindowSize === SERVER_FLOW_CONTROL_WINDOW_BYTES,
+      );
+    } finally {
+      session.close();
     }
   });
 

@@ -24,9 +24,9 @@ export const CLIENT_RECONNECT_BACKOFF_MAX_MS = 5_000;
  * HTTP/2 flow-control window the client grants the server, per connection and per call, bytes.
  * Node's default of 64 KiB makes the server stop every 64 KiB of a fetch answer until this
  * process's event loop, busy decoding the previous answer, sends a WINDOW_UPDATE: an 8 MiB
- * answer waited for it 128 times. 16 MiB (the largest window grpc-go's BDP estimator grows to)
- * lets a typical answer flow without stopping. It costs no memory bound: grpc-js reads every
- * answer whole anyway, up to the receive limit.
+ * answer waited for one up to 128 times. 16 MiB (the largest window grpc-go's BDP estimator
+ * grows to) lets a typical answer flow without stopping. It costs no memory bound: grpc-js reads
+ * every answer whole anyway, up to the receive limit.
  */
 export const CLIENT_FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
 /** Deadline of a unary call when the caller gives none, ms (every call is bounded). */
