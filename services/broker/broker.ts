@@ -13,6 +13,7 @@ import { BrokerRegistrar } from "../shared/etcd/registration.js";
 import { brokerService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
 import { createLogger, type Logger } from "../shared/logger.js";
+import { runShutdownSteps } from "../shared/run-service.js";
 import { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { createRegistry, type MetricsServer, startMetricsServer } from "../shared/metrics.js";
 import { BrokerMetrics } from "./broker-metrics.js";
@@ -159,20 +160,15 @@ export class Broker {
   }
 
   private async shutdown(): Promise<void> {
-    const step = async (name: string, fn: () => Promise<unknown> | undefined) => {
-      try {
-        await fn();
-      } catch (err) {
-        this.logger.warn("shutdown step failed", { step: name, error: (err as Error).message });
-      }
-    };
-    await step("deregister", () => this.registrar?.stop());
-    await step("grpc", () => this.server?.stop());
-    await step("replicas", () => this.replicas?.stop());
-    await step("logs", () => this.logManager?.stop());
-    await step("metadata", () => this.metadata?.close());
-    await step("metrics", () => this.metricsServer?.close());
-    await step("etcd", async () => this.etcd?.close());
+    await runShutdownSteps(this.logger, [
+      ["deregister", () => this.registrar?.stop()],
+      ["grpc", () => this.server?.stop()],
+      ["replicas", () => this.replicas?.stop()],
+      ["logs", () => this.logManager?.stop()],
+      ["metadata", () => this.metadata?.close()],
+      ["metrics", () => this.metricsServer?.close()],
+      ["etcd", async () => this.etcd?.close()],
+    ]);
     this.logger.info("broker stopped");
   }
 }

@@ -13,6 +13,7 @@ import { formatHostPort } from "../shared/config/index.js";
 import { adminService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
 import { createLogger, type Logger } from "../shared/logger.js";
+import { runShutdownSteps } from "../shared/run-service.js";
 import { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { createRegistry, type MetricsServer, startMetricsServer } from "../shared/metrics.js";
 import { adminServiceHandlers } from "./admin-service.js";
@@ -197,19 +198,14 @@ export class Controller {
   }
 
   private async shutdown(): Promise<void> {
-    const step = async (name: string, fn: () => Promise<unknown> | undefined) => {
-      try {
-        await fn();
-      } catch (err) {
-        this.logger.warn("shutdown step failed", { step: name, error: (err as Error).message });
-      }
-    };
-    await step("election", () => this.election?.close());
-    await step("grpc", () => this.server?.stop());
-    this.closeAdmin?.();
-    await step("metadata", () => this.metadata?.close());
-    await step("metrics", () => this.metricsServer?.close());
-    await step("etcd", async () => this.etcd?.close());
+    await runShutdownSteps(this.logger, [
+      ["election", () => this.election?.close()],
+      ["grpc", () => this.server?.stop()],
+      ["closeAdmin", () => this.closeAdmin?.()],
+      ["metadata", () => this.metadata?.close()],
+      ["metrics", () => this.metricsServer?.close()],
+      ["etcd", async () => this.etcd?.close()],
+    ]);
     this.logger.info("controller stopped");
   }
 }

@@ -16,6 +16,7 @@ import { EtcdKeys } from "../shared/etcd/keys.js";
 import { adminService, gatewayService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
 import { createLogger, type Logger } from "../shared/logger.js";
+import { runShutdownSteps } from "../shared/run-service.js";
 import { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { createRegistry, type MetricsServer, startMetricsServer } from "../shared/metrics.js";
 import { adminProxyHandlers } from "./admin-proxy.js";
@@ -134,20 +135,15 @@ export class Gateway {
   }
 
   private async shutdown(): Promise<void> {
-    const step = async (name: string, fn: () => Promise<unknown> | undefined) => {
-      try {
-        await fn();
-      } catch (err) {
-        this.logger.warn("shutdown step failed", { step: name, error: (err as Error).message });
-      }
-    };
-    await step("grpc", () => this.server?.stop());
-    await step("brokers", async () => this.pool?.close());
-    await step("watch", async () => this.watch?.close());
-    this.closeAdminProxy?.();
-    await step("metadata", () => this.metadata?.close());
-    await step("metrics", () => this.metricsServer?.close());
-    await step("etcd", async () => this.etcd?.close());
+    await runShutdownSteps(this.logger, [
+      ["grpc", () => this.server?.stop()],
+      ["brokers", async () => this.pool?.close()],
+      ["watch", async () => this.watch?.close()],
+      ["closeAdminProxy", () => this.closeAdminProxy?.()],
+      ["metadata", () => this.metadata?.close()],
+      ["metrics", () => this.metricsServer?.close()],
+      ["etcd", async () => this.etcd?.close()],
+    ]);
     this.logger.info("gateway stopped");
   }
 }

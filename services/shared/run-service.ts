@@ -45,3 +45,23 @@ export async function runService(name: string, build: () => RunnableService): Pr
     process.exit(EXIT_START_FAILED);
   }
 }
+
+/** One step of a service's shutdown: a name for the log and the work (may be a no-op). */
+export type ShutdownStep = readonly [name: string, run: () => unknown];
+
+/**
+ * Runs shutdown steps in order. A failing step is logged and the next one still runs: a service
+ * that stops must release everything it can.
+ */
+export async function runShutdownSteps(
+  logger: { warn(message: string, fields?: Record<string, unknown>): void },
+  steps: readonly ShutdownStep[],
+): Promise<void> {
+  for (const [name, run] of steps) {
+    try {
+      await run();
+    } catch (err) {
+      logger.warn("shutdown step failed", { step: name, error: (err as Error).message });
+    }
+  }
+}
