@@ -21,6 +21,14 @@ export const NON_LOG_TOPIC_CONFIGS: ReadonlySet<string> = new Set([
   "message.timestamp.type",
 ]);
 
+/** Kafka configs whose default is the only behaviour built so far (compaction, broker-side
+ * recompression and log-append time are not). */
+const SUPPORTED_VALUES_ONLY: Readonly<Record<string, string>> = Object.freeze({
+  "cleanup.policy": "delete",
+  "compression.type": "producer",
+  "message.timestamp.type": "CreateTime",
+});
+
 /**
  * Kafka refuses a name that differs from an existing one only by '.' versus '_' (they collide in
  * metric names).
@@ -72,6 +80,14 @@ export function validateTopicConfigs(configs: Readonly<Record<string, string>>):
         throw new SamsaError(
           ErrorCode.INVALID_CONFIG,
           `invalid topic config min.insync.replicas: "${v}" is not a positive integer`,
+        );
+      }
+      const only = SUPPORTED_VALUES_ONLY[k];
+      if (only && v !== only) {
+        // Accepting a value that is not implemented would silently behave like the default.
+        throw new SamsaError(
+          ErrorCode.INVALID_CONFIG,
+          `invalid topic config ${k}: "${v}" is not supported (only "${only}")`,
         );
       }
       if (k === "unclean.leader.election.enable" && v !== "true" && v !== "false") {

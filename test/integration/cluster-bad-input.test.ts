@@ -135,6 +135,9 @@ describe("cluster: bad input", { timeout: 60_000 }, () => {
       { "segment.bytes": "-1" },
       { "no.such.config": "1" },
       { "min.insync.replicas": "0" },
+      // Accepted names, but not built yet: refused rather than silently ignored.
+      { "cleanup.policy": "compact" },
+      { "message.timestamp.type": "LogAppendTime" },
     ];
     const results = await createTopics(
       admin(),
