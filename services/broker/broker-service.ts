@@ -195,8 +195,12 @@ export function brokerServiceHandlers(
           metrics.recordFetch(results.map((r) => r.result));
           return { partitions: results.map((r) => r.result) };
         }
-        // Long poll: park until any partition's high watermark moves past what we read.
-        await Promise.race(results.map((r) => r.part!.waitForData(r.offset, wait, ctx.signal)));
+        // Long poll: park until any partition's high watermark moves past what we read; then
+        // release the other partitions' waiters at once rather than at their timeout.
+        const woken = new AbortController();
+        const signal = AbortSignal.any([ctx.signal, woken.signal]);
+        await Promise.race(results.map((r) => r.part!.waitForData(r.offset, wait, signal)));
+        woken.abort();
       }
     },
 

@@ -12,8 +12,10 @@
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import type { AppendResult, PartitionLog } from "./log/partition-log.js";
 
-/** Parked readers per partition at most; past it a reader is answered at once (bounded). */
+/** Parked readers per partition at most (each holds a timer and a closure). */
 export const DATA_WAITERS_MAX = 10_000;
+/** How long a reader beyond {@link DATA_WAITERS_MAX} waits before it reads again, ms. */
+export const DATA_WAITERS_FULL_POLL_MS = 100;
 
 export class Partition {
   private leader = false;
@@ -129,14 +131,13 @@ export class Partition {
 
   /** Resolves when new data may be readable past `offset`, on `signal`, or after `timeoutMs`. */
   waitForData(offset: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    if (
-      this.log.highWatermark > offset ||
-      timeoutMs <= 0 ||
-      signal?.aborted ||
-      this.waiters.size >= DATA_WAITERS_MAX
-    ) {
+    if (this.log.highWatermark > offset || timeoutMs <= 0 || signal?.aborted) {
       return Promise.resolve();
     }
+    // Past the cap a reader is not woken by appends, only by a short timer: bounded memory,
+    // and still no busy loop for a subscription that finds nothing new.
+    const parked = this.waiters.size < DATA_WAITERS_MAX;
+    const waitMs = parked ? timeoutMs : Math.min(timeoutMs, DATA_WAITERS_FULL_POLL_MS);
     return new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -144,11 +145,12 @@ export class Partition {
         this.waiters.delete(done);
         resolve();
       };
-      const timer = setTimeout(done, timeoutMs);
+      const timer = setTimeout(done, waitMs);
       signal?.addEventListener("abort", done, { once: true });
-      this.waiters.add(done);
+      if (parked) this.waiters.add(done);
     });
   }
+
 
   /** Wakes every parked reader. */
   wake(): void {
