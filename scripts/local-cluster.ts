@@ -27,7 +27,7 @@
  * gateway's Metadata lists every running broker too. Every wait is deadline-bounded. The children get the parent's environment without `SAMSA_*` variables, so a
  * shell configured for the CLI cannot change (or break, with an unknown key) the cluster.
  */
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AdminServiceClient } from "../services/shared/generated/samsa/v1/AdminService.js";
@@ -48,6 +48,8 @@ import {
 
 export type { ProcessHandle, ProcessKind } from "./local-cluster-process.js";
 
+/** Log lines per process quoted when the cluster does not become ready. */
+const READY_FAILURE_LOG_LINES = 15;
 /** Controllers started when the options name no count. */
 export const LOCAL_CLUSTER_CONTROLLERS_DEFAULT = 2;
 /** Brokers started when the options name no count. */
@@ -429,30 +431,48 @@ function assemble(
     },
     async waitReady(timeoutMs = r.clusterReadyTimeoutMs) {
       const wanted = brokerProcesses.filter((b) => b.running).map((b) => Number(b.id));
-      await waitFor(
-        async () => {
-          const controllers = askable();
-          if (controllers.length === 0) throw new Error("no controller is running");
-          for (const c of controllers) {
-            const d = await unary(
-              adminClient(c.address),
-              "DescribeCluster",
-              {},
-              {
-                deadlineMs: PROBE_DEADLINE_MS,
-              },
-            );
-            const listed = new Set(d.brokers.map((b) => b.id));
-            if (d.controllerId === "" || !wanted.every((id) => listed.has(id))) return false;
-          }
-          return true;
-        },
-        {
-          timeoutMs,
-          intervalMs: PROBE_INTERVAL_MS,
-          message: `every controller to list brokers [${wanted}] and an active controller`,
-        },
-      );
+      // What each controller said last: a readiness timeout reports it with the logs' tails.
+      const lastSeen = new Map<string, string>();
+      try {
+        await waitFor(
+          async () => {
+            const controllers = askable();
+            if (controllers.length === 0) throw new Error("no controller is running");
+            for (const c of controllers) {
+              const d = await unary(
+                adminClient(c.address),
+                "DescribeCluster",
+                {},
+                { deadlineMs: PROBE_DEADLINE_MS },
+              ).catch((err: Error) => {
+                lastSeen.set(c.name, `error ${err.message}`);
+                throw err;
+              });
+              const listed = new Set(d.brokers.map((b) => b.id));
+              lastSeen.set(c.name, `controller "${d.controllerId}", brokers [${[...listed]}]`);
+              if (d.controllerId === "" || !wanted.every((id) => listed.has(id))) return false;
+            }
+            return true;
+          },
+          {
+            timeoutMs,
+            intervalMs: PROBE_INTERVAL_MS,
+            message: `every controller to list brokers [${wanted}] and an active controller`,
+          },
+        );
+      } catch (err) {
+        const seen = [...lastSeen].map(([name, what]) => `${name}: ${what}`).join("; ");
+        const tails = await Promise.all(
+          [...controllerProcesses, ...brokerProcesses].map(async (p) => {
+            const text = await readFile(p.logFile, "utf8").catch(() => "");
+            const lines = text.trimEnd().split("\n").slice(-READY_FAILURE_LOG_LINES);
+            return `--- ${p.name} (running: ${p.running}) ---\n${lines.join("\n")}`;
+          }),
+        );
+        throw new Error(`${(err as Error).message}; last seen: ${seen}\n${tails.join("\n")}`, {
+          cause: err,
+        });
+      }
       await waitFor(
         async () => {
           for (const g of gatewayProcesses.filter((p) => p.running && !p.paused)) {
