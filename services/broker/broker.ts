@@ -6,9 +6,7 @@
  */
 import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
-import { type BrokerConfig, brokerLogConfig } from "../shared/config/index.js";
-import { connectEtcd } from "../shared/etcd/client.js";
-import { EtcdKeys } from "../shared/etcd/keys.js";
+import { type BrokerConfig, brokerLogConfig, formatHostPort } from "../shared/config/index.js";
 import { BrokerRegistrar } from "../shared/etcd/registration.js";
 import { brokerService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
@@ -16,6 +14,7 @@ import { createLogger, type Logger } from "../shared/logger.js";
 import { runShutdownSteps } from "../shared/run-service.js";
 import { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { createRegistry, type MetricsServer, startMetricsServer } from "../shared/metrics.js";
+import { advertisedAddress, connectClusterEtcd } from "../shared/service-setup.js";
 import { BrokerMetrics } from "./broker-metrics.js";
 import { brokerServiceHandlers } from "./broker-service.js";
 import { LogManager } from "./log/log-manager.js";
@@ -67,12 +66,8 @@ export class Broker {
   async start(): Promise<void> {
     const c = this.config;
     try {
-      this.etcd = await connectEtcd({
-        endpoints: c.etcdEndpoints,
-        connectTimeoutMs: c.etcdConnectionTimeoutMs,
-        registry: this.registry,
-      });
-      const keys = EtcdKeys.forCluster(c.clusterId, c.etcdPrefix);
+      const { etcd, keys } = await connectClusterEtcd(c, this.registry);
+      this.etcd = etcd;
       const baseLogConfig = brokerLogConfig(c);
       this.logManager = new LogManager({
         logDirs: c.logDirs,
@@ -115,8 +110,7 @@ export class Broker {
         }),
       );
       this.boundPort = await this.server.listen(c.listener.host, c.listener.port);
-      const advertisedPort =
-        c.advertisedListener.port === 0 ? this.boundPort : c.advertisedListener.port;
+      const advertised = advertisedAddress(c, this.boundPort);
       this.metricsServer = await startMetricsServer({
         port: c.metricsPort,
         host: c.metricsHost,
@@ -131,8 +125,8 @@ export class Broker {
         keys,
         endpoint: {
           id: c.brokerId,
-          host: c.advertisedListener.host,
-          port: advertisedPort,
+          host: advertised.host,
+          port: advertised.port,
           rack: c.brokerRack,
           metricsPort: this.metricsServer.port,
         },
@@ -142,7 +136,7 @@ export class Broker {
       await this.registrar.start();
       this.logger.info("broker started", {
         port: this.boundPort,
-        advertised: `${c.advertisedListener.host}:${advertisedPort}`,
+        advertised: formatHostPort(advertised),
         metricsPort: this.metricsServer.port,
         logDirs: c.logDirs,
       });

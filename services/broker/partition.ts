@@ -151,7 +151,6 @@ export class Partition {
     });
   }
 
-
   /** Wakes every parked reader. */
   wake(): void {
     for (const w of [...this.waiters]) w();

@@ -6,9 +6,8 @@
 import type { Etcd3 } from "etcd3";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { ControllerConfig } from "../shared/config/index.js";
-import { connectEtcd } from "../shared/etcd/client.js";
 import { ControllerElection } from "../shared/etcd/election.js";
-import { EtcdKeys, noLeader } from "../shared/etcd/keys.js";
+import { type EtcdKeys, noLeader } from "../shared/etcd/keys.js";
 import { formatHostPort } from "../shared/config/index.js";
 import { adminService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
@@ -16,6 +15,7 @@ import { createLogger, type Logger } from "../shared/logger.js";
 import { runShutdownSteps } from "../shared/run-service.js";
 import { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { createRegistry, type MetricsServer, startMetricsServer } from "../shared/metrics.js";
+import { advertisedAddress, connectClusterEtcd } from "../shared/service-setup.js";
 import { adminServiceHandlers } from "./admin-service.js";
 import { LeaderElector } from "./leader-elector.js";
 
@@ -64,12 +64,8 @@ export class Controller {
   async start(): Promise<void> {
     const c = this.config;
     try {
-      this.etcd = await connectEtcd({
-        endpoints: c.etcdEndpoints,
-        connectTimeoutMs: c.etcdConnectionTimeoutMs,
-        registry: this.registry,
-      });
-      const keys = EtcdKeys.forCluster(c.clusterId, c.etcdPrefix);
+      const { etcd, keys } = await connectClusterEtcd(c, this.registry);
+      this.etcd = etcd;
       this.metadata = new ClusterMetadata(this.etcd, keys, this.logger);
       await this.metadata.start();
       this.server = createGrpcServer({ registry: this.registry, logger: this.logger });
@@ -92,10 +88,7 @@ export class Controller {
       this.closeAdmin = admin.close;
       this.server.addService(adminService, admin.handlers);
       this.boundPort = await this.server.listen(c.listener.host, c.listener.port);
-      const advertised = {
-        host: c.advertisedListener.host,
-        port: c.advertisedListener.port === 0 ? this.boundPort : c.advertisedListener.port,
-      };
+      const advertised = advertisedAddress(c, this.boundPort);
       this.election = new ControllerElection({
         client: this.etcd,
         keys,

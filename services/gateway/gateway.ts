@@ -11,14 +11,13 @@ import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
 import { Partitioner } from "../client/partitioner.js";
 import { formatHostPort, type GatewayConfig } from "../shared/config/index.js";
-import { connectEtcd } from "../shared/etcd/client.js";
-import { EtcdKeys } from "../shared/etcd/keys.js";
 import { adminService, gatewayService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { runShutdownSteps } from "../shared/run-service.js";
 import { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { createRegistry, type MetricsServer, startMetricsServer } from "../shared/metrics.js";
+import { advertisedAddress, connectClusterEtcd } from "../shared/service-setup.js";
 import { adminProxyHandlers } from "./admin-proxy.js";
 import { BrokerPool } from "./broker-pool.js";
 import { GatewayMetrics } from "./gateway-metrics.js";
@@ -73,12 +72,8 @@ export class Gateway {
   async start(): Promise<void> {
     const c = this.config;
     try {
-      this.etcd = await connectEtcd({
-        endpoints: c.etcdEndpoints,
-        connectTimeoutMs: c.etcdConnectionTimeoutMs,
-        registry: this.registry,
-      });
-      const keys = EtcdKeys.forCluster(c.clusterId, c.etcdPrefix);
+      const { etcd, keys } = await connectClusterEtcd(c, this.registry);
+      this.etcd = etcd;
       this.metadata = new ClusterMetadata(this.etcd, keys, this.logger);
       await this.metadata.start();
       this.watch = new MetadataWatch(this.metadata);
@@ -115,10 +110,7 @@ export class Gateway {
       });
       this.logger.info("gateway started", {
         port: this.boundPort,
-        advertised: formatHostPort({
-          host: c.advertisedListener.host,
-          port: c.advertisedListener.port === 0 ? this.boundPort : c.advertisedListener.port,
-        }),
+        advertised: formatHostPort(advertisedAddress(c, this.boundPort)),
         metricsPort: this.metricsServer.port,
       });
     } catch (err) {
