@@ -6,7 +6,7 @@
  *   bench:produce produce_msgs_s=<n> produce_mb_s=<n> consume_msgs_s=<n> p50_ms=<n> p99_ms=<n>
  *
  * The cluster is real (etcd, a controller and a broker as separate processes, see
- * scripts/local-cluster.ts). Batches of 100-byte records are built before timing (a producer's
+ * services/local-cluster/local-cluster.ts). Batches of 100-byte records are built before timing (a producer's
  * batching is client CPU, measured by bench:log's build figures), and the producer keeps
  * `--inflight` Produce requests outstanding, as Kafka's max.in.flight.requests.per.connection does.
  * Latency is the round trip of one Produce request. The consumer fetches sequentially and decodes
@@ -28,7 +28,7 @@ import {
   percentiles,
   perSec,
 } from "./bench-util.js";
-import { startLocalCluster } from "./local-cluster.js";
+import { startLocalCluster } from "../services/local-cluster/local-cluster.js";
 
 const RECORDS = intOption("records", "BENCH_RECORDS", 2_000_000, 1000);
 const BATCH_RECORDS = intOption("batch", "BENCH_BATCH", 1000, 1);

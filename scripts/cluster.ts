@@ -21,8 +21,12 @@
 import { createServer } from "node:net";
 import { relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { findEtcdBinary } from "../test/support/etcd.js";
-import { type LocalCluster, type LogLevel, startLocalCluster } from "./local-cluster.js";
+import { findEtcdBinary } from "../services/local-cluster/etcd-process.js";
+import {
+  type LocalCluster,
+  type LogLevel,
+  startLocalCluster,
+} from "../services/local-cluster/local-cluster.js";
 
 /** Where data and logs go by default, relative to the working directory. */
 export const CLUSTER_DATA_DIR_DEFAULT = ".samsa";

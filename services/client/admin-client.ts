@@ -33,7 +33,7 @@ import {
   Deadline,
   REQUEST_TIMEOUT_MS_DEFAULT,
   sleep,
-} from "./retry.js";
+} from "../shared/retry.js";
 
 /** Most NOT_CONTROLLER hints followed in one round over the controllers (guards hint loops). */
 export const CONTROLLER_HINT_HOPS_MAX = 3;

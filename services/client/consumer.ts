@@ -22,7 +22,12 @@ import {
 } from "./metadata.js";
 import { asSamsaError } from "./produce-job.js";
 import type { ConsumerRecord } from "./records.js";
-import { API_TIMEOUT_MS_DEFAULT, backoffMs, REQUEST_TIMEOUT_MS_DEFAULT, sleep } from "./retry.js";
+import {
+  API_TIMEOUT_MS_DEFAULT,
+  backoffMs,
+  REQUEST_TIMEOUT_MS_DEFAULT,
+  sleep,
+} from "../shared/retry.js";
 
 /** Longest a Fetch waits for `minBytes`, ms (Kafka's `fetch.max.wait.ms`). */
 export const FETCH_MAX_WAIT_MS_DEFAULT = 500;

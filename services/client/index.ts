@@ -68,7 +68,7 @@ export {
   Partitioner,
   partitionForKey,
   toPositive,
-} from "./partitioner.js";
+} from "../shared/partitioner.js";
 export {
   ACKS_DEFAULT,
   type Acks,
@@ -100,4 +100,4 @@ export {
   REQUEST_TIMEOUT_MS_DEFAULT,
   RETRY_BACKOFF_INITIAL_MS,
   RETRY_BACKOFF_MAX_MS,
-} from "./retry.js";
+} from "../shared/retry.js";

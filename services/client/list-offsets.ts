@@ -16,7 +16,7 @@ import {
   Deadline,
   REQUEST_TIMEOUT_MS_DEFAULT,
   sleep,
-} from "./retry.js";
+} from "../shared/retry.js";
 
 /** ListOffsets' timestamp meaning "the log start offset". */
 export const LIST_OFFSETS_EARLIEST_TIMESTAMP = -2;

@@ -23,7 +23,7 @@ import {
   Deadline,
   REQUEST_TIMEOUT_MS_DEFAULT,
   sleep,
-} from "./retry.js";
+} from "../shared/retry.js";
 
 /** Longest a topic's metadata is used before it is fetched again, ms (Kafka's `metadata.max.age.ms`). */
 export const METADATA_MAX_AGE_MS_DEFAULT = 300_000;

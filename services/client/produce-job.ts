@@ -19,14 +19,14 @@ import {
   type CompressionType,
 } from "../shared/record-batch/index.js";
 import { type Cluster, needsMetadataRefresh, type TopicMetadata } from "./metadata.js";
-import type { Partitioner } from "./partitioner.js";
+import type { Partitioner } from "../shared/partitioner.js";
 import {
   type NormalizedRecord,
   normalizeRecord,
   type ProducerRecord,
   type RecordMetadata,
 } from "./records.js";
-import { backoffMs, Deadline, sleep } from "./retry.js";
+import { backoffMs, Deadline, sleep } from "../shared/retry.js";
 
 /** Extra gRPC deadline over a Produce's own `timeout_ms`, so the broker's answer can arrive, ms. */
 export const PRODUCE_DEADLINE_MARGIN_MS = 1_000;

@@ -16,11 +16,11 @@ import {
 } from "../shared/generated/samsa/v1/Acks.js";
 import { CompressionType } from "../shared/record-batch/index.js";
 import { Cluster, type ClusterOptions } from "./metadata.js";
-import { Partitioner } from "./partitioner.js";
+import { Partitioner } from "../shared/partitioner.js";
 import { ProduceJob, type RecordOutcome } from "./produce-job.js";
 import { type AccumulatorOptions, type Delivery, RecordAccumulator } from "./record-accumulator.js";
 import type { ProducerRecord, RecordMetadata } from "./records.js";
-import { REQUEST_TIMEOUT_MS_DEFAULT } from "./retry.js";
+import { REQUEST_TIMEOUT_MS_DEFAULT } from "../shared/retry.js";
 
 export type { RecordOutcome } from "./produce-job.js";
 

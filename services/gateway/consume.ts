@@ -7,7 +7,7 @@
  * at the offset after the last batch it passed on, so the client sees one unbroken stream with
  * every record once, in order.
  */
-import { Deadline } from "../client/retry.js";
+import { Deadline } from "../shared/retry.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import type { ConsumeRequest__Output } from "../shared/generated/samsa/v1/ConsumeRequest.js";
 import type { ConsumeResponse } from "../shared/generated/samsa/v1/ConsumeResponse.js";

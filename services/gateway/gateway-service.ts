@@ -6,8 +6,8 @@
  * and mapped to gRPC once, in the server wrapper.
  */
 import type * as grpc from "@grpc/grpc-js";
-import type { Partitioner } from "../client/partitioner.js";
-import { Deadline } from "../client/retry.js";
+import type { Partitioner } from "../shared/partitioner.js";
+import { Deadline } from "../shared/retry.js";
 import type { GatewayServiceHandlers } from "../shared/generated/samsa/v1/GatewayService.js";
 import type { ServiceHandlers } from "../shared/grpc/handlers.js";
 import { consume, subscribe } from "./consume.js";

@@ -9,7 +9,7 @@
  */
 import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
-import { Partitioner } from "../client/partitioner.js";
+import { Partitioner } from "../shared/partitioner.js";
 import { formatHostPort, type GatewayConfig } from "../shared/config/index.js";
 import { adminService, gatewayService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";

@@ -6,8 +6,8 @@
  * in one append, so they get consecutive offsets and succeed or fail together; each record's
  * answer is its partition and offset, or its partition's error code.
  */
-import type { Partitioner } from "../client/partitioner.js";
-import type { Deadline } from "../client/retry.js";
+import type { Partitioner } from "../shared/partitioner.js";
+import type { Deadline } from "../shared/retry.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import type { PublishRequest__Output } from "../shared/generated/samsa/v1/PublishRequest.js";
 import type { PublishResult } from "../shared/generated/samsa/v1/PublishResult.js";

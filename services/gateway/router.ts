@@ -5,7 +5,7 @@
  * answered from the gateway's own etcd mirror, exactly as a broker answers it. Requests are
  * checked as the broker checks them, so a bad request gets the same codes here as at a broker.
  */
-import type { Deadline } from "../client/retry.js";
+import type { Deadline } from "../shared/retry.js";
 import { FETCH_MAX_WAIT_MS_MAX, REQUEST_PARTITIONS_MAX } from "../broker/broker-service.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import type { FetchPartition__Output } from "../shared/generated/samsa/v1/FetchPartition.js";

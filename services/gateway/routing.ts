@@ -8,7 +8,7 @@
  * partitions out to their leaders, merges the per-partition answers in request order and retries
  * the partitions that failed retriably.
  */
-import { backoffMs, type Deadline, sleep } from "../client/retry.js";
+import { backoffMs, type Deadline, sleep } from "../shared/retry.js";
 import { ERROR_TABLE, ErrorCode, isSamsaError, SamsaError } from "../shared/errors.js";
 import { noLeader, type TopicRecord } from "../shared/etcd/keys.js";
 import { fromProtoErrorCode, fromServiceError } from "../shared/grpc/errors.js";

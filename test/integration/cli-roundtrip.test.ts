@@ -10,7 +10,10 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { type LocalCluster, startLocalCluster } from "../../scripts/local-cluster.js";
+import {
+  type LocalCluster,
+  startLocalCluster,
+} from "../../services/local-cluster/local-cluster.js";
 import { BOOTSTRAP_ENV, CONTROLLER_ENV } from "../../services/cli/defaults.js";
 import { waitFor } from "../support/wait-for.js";
 

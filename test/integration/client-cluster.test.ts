@@ -9,7 +9,10 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type LocalCluster, startLocalCluster } from "../../scripts/local-cluster.js";
+import {
+  type LocalCluster,
+  startLocalCluster,
+} from "../../services/local-cluster/local-cluster.js";
 import {
   AdminClient,
   Cluster,

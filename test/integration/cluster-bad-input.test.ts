@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import type { LocalCluster } from "../../scripts/local-cluster.js";
+import type { LocalCluster } from "../../services/local-cluster/local-cluster.js";
 import { ErrorCode } from "../../services/shared/errors.js";
 import type { BrokerServiceClient } from "../../services/shared/generated/samsa/v1/BrokerService.js";
 import { stream, unary } from "../../services/shared/grpc/client.js";

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
-import type { LocalCluster, ProcessHandle } from "../../scripts/local-cluster.js";
+import type { LocalCluster, ProcessHandle } from "../../services/local-cluster/local-cluster.js";
 import type { BrokerServiceClient } from "../../services/shared/generated/samsa/v1/BrokerService.js";
 import { ErrorCode } from "../../services/shared/errors.js";
 import { unary } from "../../services/shared/grpc/client.js";

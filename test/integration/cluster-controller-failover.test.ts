@@ -6,7 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import type { ActiveController, LocalCluster, ProcessHandle } from "../../scripts/local-cluster.js";
+import type {
+  ActiveController,
+  LocalCluster,
+  ProcessHandle,
+} from "../../services/local-cluster/local-cluster.js";
 import { ErrorCode } from "../../services/shared/errors.js";
 import { unary } from "../../services/shared/grpc/client.js";
 import { CONTROLLER_METADATA_KEY } from "../../services/shared/grpc/errors.js";

@@ -10,7 +10,7 @@ import {
   type LocalCluster,
   type LocalClusterOptions,
   startLocalCluster,
-} from "../../scripts/local-cluster.js";
+} from "../../services/local-cluster/local-cluster.js";
 import { type ErrorCode, SamsaError } from "../../services/shared/errors.js";
 import type { AdminServiceClient } from "../../services/shared/generated/samsa/v1/AdminService.js";
 import type { BrokerServiceClient } from "../../services/shared/generated/samsa/v1/BrokerService.js";

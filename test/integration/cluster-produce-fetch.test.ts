@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
-import type { LocalCluster } from "../../scripts/local-cluster.js";
+import type { LocalCluster } from "../../services/local-cluster/local-cluster.js";
 import { SpecialOffset } from "../../services/shared/generated/samsa/v1/SpecialOffset.js";
 import { stream, unary } from "../../services/shared/grpc/client.js";
 import type { ProducerRecord } from "../../services/shared/record-batch/records.js";

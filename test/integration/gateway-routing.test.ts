@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
-import type { LocalCluster, ProcessHandle } from "../../scripts/local-cluster.js";
+import type { LocalCluster, ProcessHandle } from "../../services/local-cluster/local-cluster.js";
 import type { ConsumeResponse__Output } from "../../services/shared/generated/samsa/v1/ConsumeResponse.js";
 import type { FetchRequest } from "../../services/shared/generated/samsa/v1/FetchRequest.js";
 import type { GatewayServiceClient } from "../../services/shared/generated/samsa/v1/GatewayService.js";

@@ -8,7 +8,7 @@ import {
   Partitioner,
   partitionForKey,
   toPositive,
-} from "../../services/client/partitioner.js";
+} from "../../services/shared/partitioner.js";
 
 /**
  * Kafka's own vectors: `UtilsTest.testMurmur2` in

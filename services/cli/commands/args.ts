@@ -4,8 +4,8 @@
  * and exits 1); input errors are SamsaErrors (printed as `error: <CODE>: <message>`).
  */
 import { InvalidArgumentError } from "commander";
-import { parseAddressList } from "../../client/addresses.js";
-import type { Acks } from "../../client/producer.js";
+import { parseAddressList } from "../../client/index.js";
+import type { Acks } from "../../client/index.js";
 import { ErrorCode, SamsaError } from "../../shared/errors.js";
 import { CompressionType } from "../../shared/record-batch/index.js";
 import {

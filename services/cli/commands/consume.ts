@@ -5,7 +5,7 @@
  * record, or on Ctrl-C, and then reports the count on standard error.
  */
 import type { Command } from "commander";
-import { Consumer, type StartFrom } from "../../client/consumer.js";
+import { Consumer, type StartFrom } from "../../client/index.js";
 import { ErrorCode, SamsaError } from "../../shared/errors.js";
 import { CONSUME_KEY_SEPARATOR_DEFAULT } from "../defaults.js";
 import { intAtLeast, type OffsetArg, parseOffset } from "./args.js";

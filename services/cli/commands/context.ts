@@ -3,8 +3,8 @@
  * aborts on Ctrl-C, and factories of the clients (tests swap in fakes). `main.ts` builds the
  * real one; nothing below it reads `process`.
  */
-import { AdminClient } from "../../client/admin-client.js";
-import { Cluster } from "../../client/metadata.js";
+import { AdminClient } from "../../client/index.js";
+import { Cluster } from "../../client/index.js";
 import { CLI_API_TIMEOUT_MS_DEFAULT, CLI_REQUEST_TIMEOUT_MS } from "../defaults.js";
 import { type Endpoints, type Env, intAtLeast, resolveEndpoints } from "./args.js";
 import type { TextOut } from "./output.js";

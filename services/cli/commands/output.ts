@@ -3,9 +3,9 @@
  * for a SamsaError), topic descriptions in kafka-topics' `--describe` layout, the cluster, and
  * consumed records in the console consumer's layout.
  */
-import type { ClusterDescription, TopicDescription } from "../../client/admin-client.js";
-import { NO_LEADER_ID } from "../../client/metadata.js";
-import type { ConsumerRecord } from "../../client/records.js";
+import type { ClusterDescription, TopicDescription } from "../../client/index.js";
+import { NO_LEADER_ID } from "../../client/index.js";
+import type { ConsumerRecord } from "../../client/index.js";
 import { ErrorCode, SamsaError } from "../../shared/errors.js";
 import { NULL_TEXT } from "../defaults.js";
 

@@ -6,8 +6,8 @@
  */
 import { createInterface } from "node:readline";
 import type { Command } from "commander";
-import { Producer } from "../../client/producer.js";
-import { LINGER_MS_DEFAULT } from "../../client/record-accumulator.js";
+import { Producer } from "../../client/index.js";
+import { LINGER_MS_DEFAULT } from "../../client/index.js";
 import type { SamsaError } from "../../shared/errors.js";
 import type { CompressionType } from "../../shared/record-batch/index.js";
 import { intAtLeast, parseAcks, parseCompression, splitKeyedLine } from "./args.js";

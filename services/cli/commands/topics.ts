@@ -4,7 +4,7 @@
  * results are printed.
  */
 import type { Command } from "commander";
-import type { TopicResult } from "../../client/admin-client.js";
+import type { TopicResult } from "../../client/index.js";
 import { ErrorCode, SamsaError } from "../../shared/errors.js";
 import { collectConfig, intAtLeast } from "./args.js";
 import { type CliContext, type GlobalOptions, withAdmin } from "./context.js";

@@ -30,13 +30,13 @@
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { AdminServiceClient } from "../services/shared/generated/samsa/v1/AdminService.js";
-import type { DescribeClusterResponse__Output } from "../services/shared/generated/samsa/v1/DescribeClusterResponse.js";
-import type { GatewayServiceClient } from "../services/shared/generated/samsa/v1/GatewayService.js";
-import { createClient, unary } from "../services/shared/grpc/client.js";
-import { adminService, gatewayService } from "../services/shared/grpc/proto.js";
-import { type EtcdProcess, startEtcd } from "../test/support/etcd.js";
-import { waitFor } from "../test/support/wait-for.js";
+import type { AdminServiceClient } from "../shared/generated/samsa/v1/AdminService.js";
+import type { DescribeClusterResponse__Output } from "../shared/generated/samsa/v1/DescribeClusterResponse.js";
+import type { GatewayServiceClient } from "../shared/generated/samsa/v1/GatewayService.js";
+import { createClient, unary } from "../shared/grpc/client.js";
+import { adminService, gatewayService } from "../shared/grpc/proto.js";
+import { type EtcdProcess, startEtcd } from "./etcd-process.js";
+import { waitFor } from "../shared/wait-for.js";
 import {
   etcdHandle,
   PROBE_DEADLINE_MS,
@@ -44,9 +44,9 @@ import {
   type ProcessHandle,
   ServiceProcess,
   type ServiceSpec,
-} from "./local-cluster-process.js";
+} from "./cluster-process.js";
 
-export type { ProcessHandle, ProcessKind } from "./local-cluster-process.js";
+export type { ProcessHandle, ProcessKind } from "./cluster-process.js";
 
 /** Log lines per process quoted when the cluster does not become ready. */
 const READY_FAILURE_LOG_LINES = 15;

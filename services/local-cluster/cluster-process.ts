@@ -2,15 +2,15 @@
  * The processes of a local cluster (`local-cluster.ts`): a controller, broker or gateway child
  * process (`node --import tsx services/<svc>/main.ts`) with its stdout and stderr appended to a
  * log file, readiness by its `/healthz`, signals (kill, stop, pause, resume) and restart; and the
- * etcd of `test/support/etcd.ts` behind the same {@link ProcessHandle} interface.
+ * etcd of `etcd-process.ts` behind the same {@link ProcessHandle} interface.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { appendFile, open } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { allThreadsStopped, type EtcdProcess, freePort } from "../test/support/etcd.js";
-import { waitFor } from "../test/support/wait-for.js";
+import { allThreadsStopped, type EtcdProcess, freePort } from "./etcd-process.js";
+import { waitFor } from "../shared/wait-for.js";
 
 /** Deadline of one `/healthz` probe (and of the cluster's DescribeCluster probes), ms. */
 export const PROBE_DEADLINE_MS = 1_000;
@@ -23,8 +23,8 @@ const PORT_RETRIES_MAX = 3;
 /** Bytes of a process's log quoted in the error when it dies before it is ready. */
 const LOG_TAIL_BYTES_MAX = 4_096;
 
-/** The repository root: scripts/.. (children run there, so `--import tsx` resolves). */
-const REPO_ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+/** The repository root: services/local-cluster/../.. (children run there, so `--import tsx` resolves). */
+const REPO_ROOT = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 
 /** What a process of the cluster is. */
 export type ProcessKind = "etcd" | "controller" | "broker" | "gateway";
@@ -320,7 +320,7 @@ function pidAlive(pid: number): boolean {
 }
 
 /**
- * The etcd of the cluster as a {@link ProcessHandle} (started by `test/support/etcd.ts`). It is
+ * The etcd of the cluster as a {@link ProcessHandle} (started by `etcd-process.ts`). It is
  * running from its start until `kill`/`stop`, and while its pid exists (so an etcd that died on
  * its own shows as not running).
  */

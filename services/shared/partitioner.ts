@@ -4,7 +4,7 @@
  * the same partition as with a Java, librdkafka-with-murmur2 or kafkajs producer), a record
  * without a key goes round robin over the topic's partitions.
  */
-import { assert } from "../shared/errors.js";
+import { assert } from "./errors.js";
 
 /** Seed of Kafka's murmur2 (`Utils.murmur2`). */
 export const MURMUR2_SEED = 0x9747b28c;

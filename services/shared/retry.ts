@@ -1,9 +1,9 @@
 /**
- * Deadlines, backoff and sleeping for the client library. Clients retry by the error table's
+ * Deadlines, backoff and sleeping, shared by the client library and the gateway. Clients retry by the error table's
  * `retriable` flag alone (ARCHITECTURE 7), always within a deadline, with exponential backoff
  * between attempts so that a cluster in failover is not hammered.
  */
-import { assert } from "../shared/errors.js";
+import { assert } from "./errors.js";
 
 /** First pause before a retry, ms (Kafka's `retry.backoff.ms`). */
 export const RETRY_BACKOFF_INITIAL_MS = 100;
