@@ -5,6 +5,7 @@
  * re-resolve the leader and resume from its next offset.
  */
 import { ErrorCode, SamsaError } from "../shared/errors.js";
+import { SpecialOffset } from "../shared/generated/samsa/v1/SpecialOffset.js";
 import type { SubscribeRequest__Output } from "../shared/generated/samsa/v1/SubscribeRequest.js";
 import type { SubscribeResponse } from "../shared/generated/samsa/v1/SubscribeResponse.js";
 import type { BrokerMetrics } from "./broker-metrics.js";
@@ -17,8 +18,6 @@ export const SUBSCRIBE_MAX_BYTES_DEFAULT = 1024 * 1024;
 export const SUBSCRIBE_MAX_BYTES_MAX = 16 * 1024 * 1024;
 /** How long a subscription parks before re-checking leadership, ms. */
 export const SUBSCRIBE_PARK_MS = 1_000;
-const SPECIAL_EARLIEST = 1;
-const SPECIAL_LATEST = 2;
 
 async function startOffset(request: SubscribeRequest__Output, part: Partition): Promise<number> {
   const log = part.log;
@@ -30,8 +29,8 @@ async function startOffset(request: SubscribeRequest__Output, part: Partition): 
       return found?.offset ?? log.highWatermark;
     }
     case "special":
-      if (request.special === SPECIAL_EARLIEST) return log.logStartOffset;
-      if (request.special === SPECIAL_LATEST) return log.highWatermark;
+      if (request.special === SpecialOffset.SPECIAL_OFFSET_EARLIEST) return log.logStartOffset;
+      if (request.special === SpecialOffset.SPECIAL_OFFSET_LATEST) return log.highWatermark;
       throw new SamsaError(ErrorCode.INVALID_REQUEST, `unknown special offset ${request.special}`);
     default:
       return log.highWatermark;

@@ -13,7 +13,7 @@ import { IsolationLevel } from "../shared/generated/samsa/v1/IsolationLevel.js";
 import { unary } from "../shared/grpc/client.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
 import { iterateBatches, lastOffsetOf } from "../shared/record-batch/index.js";
-import { listOffsets, NO_OFFSET, type OffsetSpec } from "./list-offsets.js";
+import { listOffsets, type OffsetSpec } from "./list-offsets.js";
 import {
   Cluster,
   type ClusterOptions,
@@ -28,15 +28,16 @@ import {
   REQUEST_TIMEOUT_MS_DEFAULT,
   sleep,
 } from "../shared/retry.js";
+import {
+  FETCH_BYTES_MAX_DEFAULT,
+  FETCH_PARTITION_BYTES_MAX_DEFAULT,
+  NO_OFFSET,
+} from "../shared/protocol-limits.js";
 
 /** Longest a Fetch waits for `minBytes`, ms (Kafka's `fetch.max.wait.ms`). */
 export const FETCH_MAX_WAIT_MS_DEFAULT = 500;
 /** Bytes a Fetch waits for (Kafka's `fetch.min.bytes`). */
 export const FETCH_MIN_BYTES_DEFAULT = 1;
-/** Byte limit of one Fetch answer (Kafka's `fetch.max.bytes`, 50 MiB). */
-export const FETCH_MAX_BYTES_DEFAULT = 52_428_800;
-/** Byte limit per partition in one Fetch answer (Kafka's `max.partition.fetch.bytes`, 1 MiB). */
-export const MAX_PARTITION_FETCH_BYTES_DEFAULT = 1_048_576;
 /** Fetch's replica id for consumers. */
 const CONSUMER_REPLICA_ID = -1;
 
@@ -58,9 +59,9 @@ export interface ConsumeOptions {
   maxWaitMs?: number;
   /** Default {@link FETCH_MIN_BYTES_DEFAULT}. */
   minBytes?: number;
-  /** Default {@link FETCH_MAX_BYTES_DEFAULT}. */
+  /** Default {@link FETCH_BYTES_MAX_DEFAULT}. */
   maxBytes?: number;
-  /** Default {@link MAX_PARTITION_FETCH_BYTES_DEFAULT}. */
+  /** Default {@link FETCH_PARTITION_BYTES_MAX_DEFAULT}. */
   partitionMaxBytes?: number;
   /** Default "none": OFFSET_OUT_OF_RANGE is thrown. */
   autoOffsetReset?: OffsetReset;
@@ -274,11 +275,11 @@ export class Consumer {
           partition: s.partition,
           fetchOffset: String(s.position),
           currentLeaderEpoch: epoch,
-          partitionMaxBytes: options.partitionMaxBytes ?? MAX_PARTITION_FETCH_BYTES_DEFAULT,
+          partitionMaxBytes: options.partitionMaxBytes ?? FETCH_PARTITION_BYTES_MAX_DEFAULT,
         })),
         maxWaitMs,
         minBytes: options.minBytes ?? FETCH_MIN_BYTES_DEFAULT,
-        maxBytes: options.maxBytes ?? FETCH_MAX_BYTES_DEFAULT,
+        maxBytes: options.maxBytes ?? FETCH_BYTES_MAX_DEFAULT,
         isolationLevel: IsolationLevel.ISOLATION_LEVEL_READ_COMMITTED,
         replicaId: CONSUMER_REPLICA_ID,
       };

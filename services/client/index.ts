@@ -34,21 +34,19 @@ export {
   type ConsumeOptions,
   Consumer,
   type ConsumerOptions,
-  FETCH_MAX_BYTES_DEFAULT,
   FETCH_MAX_WAIT_MS_DEFAULT,
   FETCH_MIN_BYTES_DEFAULT,
-  MAX_PARTITION_FETCH_BYTES_DEFAULT,
   type OffsetReset,
   type StartFrom,
 } from "./consumer.js";
+export { type ListOffsetsOptions, listOffsets, type OffsetSpec } from "./list-offsets.js";
 export {
+  FETCH_BYTES_MAX_DEFAULT,
+  FETCH_PARTITION_BYTES_MAX_DEFAULT,
   LIST_OFFSETS_EARLIEST_TIMESTAMP,
   LIST_OFFSETS_LATEST_TIMESTAMP,
-  type ListOffsetsOptions,
-  listOffsets,
   NO_OFFSET,
-  type OffsetSpec,
-} from "./list-offsets.js";
+} from "../shared/protocol-limits.js";
 export {
   type BrokerNode,
   Cluster,

@@ -18,12 +18,10 @@ import {
   sleep,
 } from "../shared/retry.js";
 
-/** ListOffsets' timestamp meaning "the log start offset". */
-export const LIST_OFFSETS_EARLIEST_TIMESTAMP = -2;
-/** ListOffsets' timestamp meaning "the high watermark". */
-export const LIST_OFFSETS_LATEST_TIMESTAMP = -1;
-/** ListOffsets' answer when no record is at or after the timestamp. */
-export const NO_OFFSET = -1;
+import {
+  LIST_OFFSETS_EARLIEST_TIMESTAMP,
+  LIST_OFFSETS_LATEST_TIMESTAMP,
+} from "../shared/protocol-limits.js";
 
 /** What to look up: the earliest or latest offset, or the first at/after a time (ms). */
 export type OffsetSpec = "earliest" | "latest" | { timestamp: number };

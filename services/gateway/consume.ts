@@ -8,6 +8,10 @@
  * every record once, in order.
  */
 import { Deadline } from "../shared/retry.js";
+import {
+  LIST_OFFSETS_EARLIEST_TIMESTAMP,
+  LIST_OFFSETS_LATEST_TIMESTAMP,
+} from "../shared/protocol-limits.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import type { ConsumeRequest__Output } from "../shared/generated/samsa/v1/ConsumeRequest.js";
 import type { ConsumeResponse } from "../shared/generated/samsa/v1/ConsumeResponse.js";
@@ -30,9 +34,6 @@ import { type Attempt, asSamsaError, type Routing } from "./routing.js";
 export const FOLLOW_RETRY_TIMEOUT_MS = 120_000;
 /** Deadline of resolving a stream's start offsets, ms. */
 export const STREAM_START_TIMEOUT_MS = 30_000;
-/** ListOffsets sentinels (earliest, latest). */
-const EARLIEST = -2;
-const LATEST = -1;
 
 /** What the streams need. */
 export interface StreamDeps {
@@ -231,7 +232,7 @@ async function startOffsets(
   const offsets = await list(timestamp, partitions);
   const none = partitions.filter((_, i) => offsets[i]! < 0);
   if (none.length > 0) {
-    const latest = await list(LATEST, none);
+    const latest = await list(LIST_OFFSETS_LATEST_TIMESTAMP, none);
     for (const [k, partition] of none.entries())
       offsets[partitions.indexOf(partition)] = latest[k]!;
   }
@@ -247,10 +248,12 @@ function startTimestamp(start: StartSpec): number | undefined {
       // A time before the epoch means "from the first record", as a broker treats it.
       return Math.max(parseInt64(start.timestamp, "timestamp"), 0);
     case "special":
-      if (start.special === SpecialOffset.SPECIAL_OFFSET_EARLIEST) return EARLIEST;
-      if (start.special === SpecialOffset.SPECIAL_OFFSET_LATEST) return LATEST;
+      if (start.special === SpecialOffset.SPECIAL_OFFSET_EARLIEST)
+        return LIST_OFFSETS_EARLIEST_TIMESTAMP;
+      if (start.special === SpecialOffset.SPECIAL_OFFSET_LATEST)
+        return LIST_OFFSETS_LATEST_TIMESTAMP;
       throw new SamsaError(ErrorCode.INVALID_REQUEST, `unknown special offset ${start.special}`);
     default:
-      return LATEST;
+      return LIST_OFFSETS_LATEST_TIMESTAMP;
   }
 }

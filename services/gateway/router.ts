@@ -6,8 +6,8 @@
  * checked as the broker checks them, so a bad request gets the same codes here as at a broker.
  */
 import type { Deadline } from "../shared/retry.js";
-import { FETCH_MAX_WAIT_MS_MAX, REQUEST_PARTITIONS_MAX } from "../broker/broker-service.js";
-import { ErrorCode, SamsaError } from "../shared/errors.js";
+import { FETCH_WAIT_MS_MAX } from "../shared/protocol-limits.js";
+import { SamsaError } from "../shared/errors.js";
 import type { FetchPartition__Output } from "../shared/generated/samsa/v1/FetchPartition.js";
 import type { FetchPartitionResult__Output } from "../shared/generated/samsa/v1/FetchPartitionResult.js";
 import type { FetchRequest__Output } from "../shared/generated/samsa/v1/FetchRequest.js";
@@ -22,7 +22,7 @@ import type { ProduceRequest__Output } from "../shared/generated/samsa/v1/Produc
 import { unary } from "../shared/grpc/client.js";
 import { toProtoErrorCode } from "../shared/grpc/errors.js";
 import { describeMetadata } from "../shared/metadata/metadata-answer.js";
-import { checkTopicPartition, parseInt64 } from "../shared/request-parsing.js";
+import { checkPartitionCount, checkTopicPartition, parseInt64 } from "../shared/request-parsing.js";
 import type { BrokerTarget } from "./broker-pool.js";
 import { ROUTE_TIMEOUT_MS_DEFAULT, type Routing, routePartitions } from "./routing.js";
 
@@ -30,17 +30,6 @@ import { ROUTE_TIMEOUT_MS_DEFAULT, type Routing, routePartitions } from "./routi
 export const FETCH_CALL_MARGIN_MS = 5_000;
 /** How long before the deadline a leader's long poll must end, so its answer arrives in time, ms. */
 export const FETCH_ANSWER_SLACK_MS = 50;
-
-/** Call-level INVALID_REQUEST for no or too many partitions, as the broker answers. */
-function checkCount(n: number): void {
-  if (n === 0) throw new SamsaError(ErrorCode.INVALID_REQUEST, "no partitions in the request");
-  if (n > REQUEST_PARTITIONS_MAX) {
-    throw new SamsaError(
-      ErrorCode.INVALID_REQUEST,
-      `${n} partitions exceed the limit of ${REQUEST_PARTITIONS_MAX}`,
-    );
-  }
-}
 
 /** The fields of a per-partition error result. */
 function errorFields(err: SamsaError) {
@@ -67,7 +56,7 @@ export class Router {
     deadline: Deadline,
     signal: AbortSignal,
   ): Promise<{ partitions: ProducePartitionResult__Output[] }> {
-    checkCount(request.partitions.length);
+    checkPartitionCount(request.partitions.length);
     const options = { acks: request.acks, timeoutMs: request.timeoutMs, method: "Produce" };
     return { partitions: await this.produceParts(request.partitions, options, deadline, signal) };
   }
@@ -116,9 +105,9 @@ export class Router {
     deadline: Deadline,
     signal: AbortSignal,
   ): Promise<FetchResponse__Output> {
-    checkCount(request.partitions.length);
+    checkPartitionCount(request.partitions.length);
     const { metrics } = this.routing.deps;
-    const waitMs = Math.min(Math.max(request.maxWaitMs, 0), FETCH_MAX_WAIT_MS_MAX);
+    const waitMs = Math.min(Math.max(request.maxWaitMs, 0), FETCH_WAIT_MS_MAX);
     const minBytes = Math.max(request.minBytes, 1);
     // Aborted by the first answer that ends the long poll.
     const pollEnd = new AbortController();
@@ -179,7 +168,7 @@ export class Router {
     deadline: Deadline,
     signal: AbortSignal,
   ): Promise<{ partitions: ListOffsetsPartitionResult__Output[] }> {
-    checkCount(request.partitions.length);
+    checkPartitionCount(request.partitions.length);
     return { partitions: await this.listOffsetParts(request, deadline, signal, "ListOffsets") };
   }
 

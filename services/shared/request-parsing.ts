@@ -6,6 +6,7 @@
 import { ErrorCode, SamsaError } from "./errors.js";
 import type { ErrorCode as ProtoErrorCode } from "./generated/samsa/v1/ErrorCode.js";
 import { toProtoErrorCode } from "./grpc/errors.js";
+import { REQUEST_PARTITIONS_MAX } from "./protocol-limits.js";
 
 /** Largest offset or timestamp accepted: JS numbers are exact below 2^53. */
 export const INT64_SAFE_MAX = Number.MAX_SAFE_INTEGER;
@@ -61,3 +62,17 @@ export function errorResult(err: unknown): { errorCode: ProtoErrorCode; errorMes
 
 /** The proto's "no error" value. */
 export const NO_ERROR: ProtoErrorCode = 0;
+
+/**
+ * Call-level INVALID_REQUEST for a request with no partitions or more than
+ * {@link REQUEST_PARTITIONS_MAX}: the broker and the gateway answer it alike.
+ */
+export function checkPartitionCount(n: number): void {
+  if (n === 0) throw new SamsaError(ErrorCode.INVALID_REQUEST, "no partitions in the request");
+  if (n > REQUEST_PARTITIONS_MAX) {
+    throw new SamsaError(
+      ErrorCode.INVALID_REQUEST,
+      `${n} partitions exceed the limit of ${REQUEST_PARTITIONS_MAX}`,
+    );
+  }
+}
