@@ -15,28 +15,20 @@ import {
   type RequestOf,
   type UnaryMethod,
   type UnaryResponseOf,
-  unary,
 } from "../shared/grpc/client.js";
-import { CONTROLLER_METADATA_KEY, fromProtoErrorCode } from "../shared/grpc/errors.js";
+import { callController } from "../shared/grpc/controller-call.js";
+import { fromProtoErrorCode } from "../shared/grpc/errors.js";
 import { type AdminServiceClient, adminService } from "../shared/grpc/proto.js";
-import { parseAddress, parseAddressList } from "./addresses.js";
-import { ConnectionPool } from "./connection-pool.js";
+import { parseAddressList } from "../shared/grpc/addresses.js";
+import { ConnectionPool } from "../shared/grpc/connection-pool.js";
 import {
   type BrokerNode,
   type PartitionMetadata,
   toBrokerNode,
   toPartitionMetadata,
 } from "./metadata.js";
-import {
-  API_TIMEOUT_MS_DEFAULT,
-  backoffMs,
-  Deadline,
-  REQUEST_TIMEOUT_MS_DEFAULT,
-  sleep,
-} from "../shared/retry.js";
+import { API_TIMEOUT_MS_DEFAULT, Deadline, REQUEST_TIMEOUT_MS_DEFAULT } from "../shared/retry.js";
 
-/** Most NOT_CONTROLLER hints followed in one round over the controllers (guards hint loops). */
-export const CONTROLLER_HINT_HOPS_MAX = 3;
 /** "Use the cluster's default" for a new topic's partitions or replication factor. */
 export const USE_CLUSTER_DEFAULT = -1;
 
@@ -187,35 +179,13 @@ export class AdminClient {
     method: M,
     request: RequestOf<AdminServiceClient, M>,
   ): Promise<UnaryResponseOf<AdminServiceClient, M>> {
-    const deadline = new Deadline(this.apiTimeoutMs);
-    let queue = this.order();
-    let hops = 0;
-    let attempt = 0;
-    for (;;) {
-      const address = queue.shift()!;
-      try {
-        const deadlineMs = deadline.requestMs(this.requestTimeoutMs);
-        const response = await unary(this.pool.get(address), method, request, { deadlineMs });
-        this.active = address;
-        return response;
-      } catch (err) {
-        if (!(err instanceof SamsaError) || !err.retriable) throw err;
-        if (deadline.expired) throw gaveUp(method, err, this.apiTimeoutMs);
-        if (this.active === address) this.active = undefined;
-        const hint = controllerHint(err, address);
-        if (hint !== undefined && hops < CONTROLLER_HINT_HOPS_MAX) {
-          hops++;
-          queue.unshift(hint);
-          continue;
-        }
-        if (queue.length === 0) {
-          await sleep(backoffMs(attempt++), undefined, deadline);
-          if (deadline.expired) throw gaveUp(method, err, this.apiTimeoutMs);
-          queue = this.order();
-          hops = 0;
-        }
-      }
-    }
+    const { response, address } = await callController(this.pool, method, request, {
+      candidates: () => this.order(),
+      deadline: new Deadline(this.apiTimeoutMs),
+      requestTimeoutMs: this.requestTimeoutMs,
+    });
+    this.active = address;
+    return response;
   }
 
   /** The controllers to try in order: the last one that answered, then the configured ones. */
@@ -223,28 +193,6 @@ export class AdminClient {
     const all = this.active === undefined ? this.controllers : [this.active, ...this.controllers];
     return [...new Set(all)];
   }
-}
-
-/** The address a NOT_CONTROLLER error points to, when valid and not the one just tried. */
-function controllerHint(err: SamsaError, tried: string): string | undefined {
-  if (err.code !== ErrorCode.NOT_CONTROLLER) return undefined;
-  const hint = err.metadata?.[CONTROLLER_METADATA_KEY];
-  if (hint === undefined || hint === "") return undefined;
-  try {
-    const address = parseAddress(hint);
-    return address === tried ? undefined : address;
-  } catch {
-    return undefined; // A malformed hint is ignored: the configured controllers still work.
-  }
-}
-
-/** The last retriable error of a call that ran out of time, with what was tried (code kept). */
-function gaveUp(method: string, err: SamsaError, timeoutMs: number): SamsaError {
-  return new SamsaError(
-    err.code,
-    `${method}: no controller answered within ${timeoutMs} ms; last error: ${err.message}`,
-    { cause: err, metadata: err.metadata === undefined ? undefined : { ...err.metadata } },
-  );
 }
 
 /** A per-topic error as a SamsaError, or null for NONE. */

@@ -17,19 +17,22 @@
  */
 export { ErrorCode, isSamsaError, SamsaError } from "../shared/errors.js";
 export { CompressionType } from "../shared/record-batch/index.js";
-export { ADDRESS_LIST_SEPARATOR, parseAddress, parseAddressList } from "./addresses.js";
+export {
+  ADDRESS_LIST_SEPARATOR,
+  parseAddress,
+  parseAddressList,
+} from "../shared/grpc/addresses.js";
 export {
   AdminClient,
   type AdminClientOptions,
   type ClusterDescription,
-  CONTROLLER_HINT_HOPS_MAX,
   type CreatedTopic,
   type NewTopic,
   type TopicDescription,
   type TopicResult,
   USE_CLUSTER_DEFAULT,
 } from "./admin-client.js";
-export { CONNECTION_POOL_SIZE_MAX, ConnectionPool } from "./connection-pool.js";
+export { CONNECTION_POOL_SIZE_MAX, ConnectionPool } from "../shared/grpc/connection-pool.js";
 export {
   type ConsumeOptions,
   Consumer,

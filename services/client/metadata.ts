@@ -15,8 +15,8 @@ import type { ClientOptions } from "../shared/grpc/client.js";
 import { unary } from "../shared/grpc/client.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
 import { type BrokerServiceClient, brokerService } from "../shared/grpc/proto.js";
-import { formatAddress, parseAddressList } from "./addresses.js";
-import { ConnectionPool } from "./connection-pool.js";
+import { formatAddress, parseAddressList } from "../shared/grpc/addresses.js";
+import { ConnectionPool } from "../shared/grpc/connection-pool.js";
 import {
   API_TIMEOUT_MS_DEFAULT,
   backoffMs,

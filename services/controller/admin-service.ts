@@ -9,11 +9,9 @@ import type { Etcd3 } from "etcd3";
 import type { ControllerElection } from "../shared/etcd/election.js";
 import type { EtcdKeys } from "../shared/etcd/keys.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
-import type {
-  AdminServiceClient,
-  AdminServiceHandlers,
-} from "../shared/generated/samsa/v1/AdminService.js";
-import { createClient, unary } from "../shared/grpc/client.js";
+import type { AdminServiceHandlers } from "../shared/generated/samsa/v1/AdminService.js";
+import { ConnectionPool } from "../shared/grpc/connection-pool.js";
+import { callController } from "../shared/grpc/controller-call.js";
 import { CONTROLLER_METADATA_KEY } from "../shared/grpc/errors.js";
 import type { ServiceHandlers } from "../shared/grpc/handlers.js";
 import { adminService } from "../shared/grpc/proto.js";
@@ -21,6 +19,7 @@ import type { Logger } from "../shared/logger.js";
 import type { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { describeMetadata } from "../shared/metadata/metadata-answer.js";
 import { errorResult, NO_ERROR } from "../shared/request-parsing.js";
+import { Deadline } from "../shared/retry.js";
 import { createTopic, deleteTopic, resolveTopicSpec, type TopicDefaults } from "./topic-admin.js";
 
 /** Metadata key marking a call forwarded by a standby (never forwarded again). */
@@ -64,7 +63,7 @@ export function adminServiceHandlers(deps: AdminServiceDeps): {
   // The election exists only once the server has bound its port: read it at call time.
   const { metadata } = deps;
   const election = () => deps.election;
-  const forwardClients = new Map<string, AdminServiceClient>();
+  const forwardClients = new ConnectionPool(adminService.Client);
 
   function notController(): SamsaError {
     const leader = election().leader();
@@ -113,18 +112,17 @@ export function adminServiceHandlers(deps: AdminServiceDeps): {
       call.metadata.get(FORWARDED_METADATA_KEY).length > 0
     )
       throw notController();
-    let client = forwardClients.get(leader.address);
-    if (!client) {
-      client = createClient(adminService.Client, leader.address);
-      forwardClients.set(leader.address, client);
-    }
-    const md = new grpc.Metadata();
-    md.set(FORWARDED_METADATA_KEY, deps.controllerId);
+    const forwarded = new grpc.Metadata();
+    forwarded.set(FORWARDED_METADATA_KEY, deps.controllerId);
     try {
-      return (await unary(client, method, request as never, {
-        deadlineMs: FORWARD_DEADLINE_MS,
-        metadata: md,
-      })) as Res;
+      const { response } = await callController(forwardClients, method, request as never, {
+        candidates: () => [leader.address],
+        deadline: new Deadline(FORWARD_DEADLINE_MS),
+        requestTimeoutMs: FORWARD_DEADLINE_MS,
+        metadata: forwarded,
+        retry: false,
+      });
+      return response as Res;
     } catch (err) {
       if (
         err instanceof SamsaError &&
@@ -234,8 +232,7 @@ export function adminServiceHandlers(deps: AdminServiceDeps): {
   return {
     handlers,
     close: () => {
-      for (const c of forwardClients.values()) c.close();
-      forwardClients.clear();
+      forwardClients.close();
     },
   };
 }

@@ -23,10 +23,18 @@ export class Deadline {
   /** Absolute end, ms since the epoch. */
   readonly atMs: number;
 
-  /** A deadline `timeoutMs` from now. */
-  constructor(timeoutMs: number) {
+  /**
+   * A deadline `timeoutMs` from now.
+   * @param timeoutMs How long from now, ms (kept for messages).
+   */
+  constructor(readonly timeoutMs: number) {
     assert(Number.isFinite(timeoutMs) && timeoutMs >= 0, "timeoutMs >= 0");
     this.atMs = Date.now() + timeoutMs;
+  }
+
+  /** A deadline at an absolute time (ms since the epoch), e.g. a gRPC call's own deadline. */
+  static at(atMs: number): Deadline {
+    return new Deadline(Math.max(0, atMs - Date.now()));
   }
 
   /** Milliseconds left, never negative. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Readable } from "node:stream";
 import { InvalidArgumentError } from "commander";
-import { parseAddressList } from "../../services/client/addresses.js";
+import { parseAddressList } from "../../services/shared/grpc/addresses.js";
 import type {
   ClusterDescription,
   CreatedTopic,

@@ -4,7 +4,7 @@
  * (The services' `listeners` parser lives in the config schema, which also accepts wildcard
  * hosts and port 0; a client can dial neither, and should not load the services' config code.)
  */
-import { ErrorCode, SamsaError } from "../shared/errors.js";
+import { ErrorCode, SamsaError } from "../errors.js";
 
 /** Separator of addresses in a list. */
 export const ADDRESS_LIST_SEPARATOR = ",";

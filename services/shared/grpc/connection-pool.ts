@@ -4,9 +4,9 @@
  * multiplexes concurrent calls over it, so one is enough.
  */
 import type * as grpc from "@grpc/grpc-js";
-import { assert } from "../shared/errors.js";
-import { type ClientOptions, createClient } from "../shared/grpc/client.js";
-import type { ServiceClientConstructor } from "../shared/grpc/proto.js";
+import { assert } from "../errors.js";
+import { type ClientOptions, createClient } from "./client.js";
+import type { ServiceClientConstructor } from "./proto.js";
 
 /**
  * Most channels a pool keeps open. Addresses of brokers that left the cluster are never reused,
