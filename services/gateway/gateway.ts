@@ -1,8 +1,9 @@
 /**
  * A gateway: one client endpoint in front of the brokers. It keeps no state of its own: it
  * mirrors the cluster metadata from etcd (ClusterMetadata), keeps one channel per live broker
- * (BrokerPool), and serves the GatewayService (plus health and reflection) over gRPC, routing
- * each partition to its current leader. `/metrics` and `/healthz` are served over HTTP.
+ * (BrokerPool), and serves the GatewayService, the BrokerService (so Kafka-style clients can
+ * bootstrap from it: broker-face.ts), the AdminService (passed to the active controller), health
+ * and reflection over gRPC, routing each partition to its current leader. `/metrics` and `/healthz` are served over HTTP.
  * `start()` brings the parts up in dependency order; `stop()` stops serving first (in-flight
  * calls finish, streams end with a retriable LEADER_NOT_AVAILABLE so clients move to another
  * gateway), then closes the broker channels and the etcd mirror.
@@ -11,7 +12,7 @@ import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
 import { Partitioner } from "../shared/partitioner.js";
 import { formatHostPort, type GatewayConfig } from "../shared/config/index.js";
-import { adminService, gatewayService } from "../shared/grpc/proto.js";
+import { adminService, brokerService, gatewayService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { runShutdownSteps } from "../shared/run-service.js";
@@ -19,6 +20,7 @@ import { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { createRegistry, type MetricsServer, startMetricsServer } from "../shared/metrics.js";
 import { advertisedAddress, connectClusterEtcd } from "../shared/service-setup.js";
 import { adminProxyHandlers } from "./admin-proxy.js";
+import { brokerFaceHandlers } from "./broker-face.js";
 import { BrokerPool } from "./broker-pool.js";
 import { GatewayMetrics } from "./gateway-metrics.js";
 import { gatewayServiceHandlers } from "./gateway-service.js";
@@ -86,13 +88,15 @@ export class Gateway {
         logger: this.logger.child({ component: "router" }),
       });
       this.server = createGrpcServer({ registry: this.registry, logger: this.logger });
+      const serviceDeps = {
+        routing,
+        router: new Router(routing, c.clusterId),
+        partitioner: new Partitioner(),
+      };
+      this.server.addService(gatewayService, gatewayServiceHandlers(serviceDeps));
       this.server.addService(
-        gatewayService,
-        gatewayServiceHandlers({
-          routing,
-          router: new Router(routing, c.clusterId),
-          partitioner: new Partitioner(),
-        }),
+        brokerService,
+        brokerFaceHandlers(serviceDeps, () => advertisedAddress(c, this.boundPort)),
       );
       const adminProxy = adminProxyHandlers(this.metadata);
       this.closeAdminProxy = adminProxy.close;

@@ -6,8 +6,11 @@
  * checked as the broker checks them, so a bad request gets the same codes here as at a broker.
  */
 import type { Deadline } from "../shared/retry.js";
-import { FETCH_WAIT_MS_MAX } from "../shared/protocol-limits.js";
+import { FETCH_WAIT_MS_MAX, NO_OFFSET } from "../shared/protocol-limits.js";
 import { SamsaError } from "../shared/errors.js";
+import type { EpochEndOffset__Output } from "../shared/generated/samsa/v1/EpochEndOffset.js";
+import type { EpochQuery__Output } from "../shared/generated/samsa/v1/EpochQuery.js";
+import type { OffsetsForLeaderEpochRequest__Output } from "../shared/generated/samsa/v1/OffsetsForLeaderEpochRequest.js";
 import type { FetchPartition__Output } from "../shared/generated/samsa/v1/FetchPartition.js";
 import type { FetchPartitionResult__Output } from "../shared/generated/samsa/v1/FetchPartitionResult.js";
 import type { FetchRequest__Output } from "../shared/generated/samsa/v1/FetchRequest.js";
@@ -208,6 +211,39 @@ export class Router {
         leaderEpoch: -1,
       }),
     });
+  }
+
+  /** OffsetsForLeaderEpoch: each partition from its leader (the leader's epoch cache answers). */
+  async offsetsForLeaderEpoch(
+    request: OffsetsForLeaderEpochRequest__Output,
+    deadline: Deadline,
+    signal: AbortSignal,
+  ): Promise<{ partitions: EpochEndOffset__Output[] }> {
+    checkPartitionCount(request.partitions.length);
+    const partitions = await routePartitions(this.routing, {
+      method: "OffsetsForLeaderEpoch",
+      parts: request.partitions,
+      deadline,
+      signal,
+      check: (p: EpochQuery__Output) => checkTopicPartition(p.topic, p.partition),
+      send: async (target, some, d) => {
+        const res = await unary(
+          target.client,
+          "OffsetsForLeaderEpoch",
+          { partitions: some },
+          { deadlineMs: d.requestMs(ROUTE_TIMEOUT_MS_DEFAULT), signal },
+        );
+        return res.partitions;
+      },
+      failed: (p, err) => ({
+        topic: p.topic,
+        partition: p.partition,
+        ...errorFields(err),
+        leaderEpoch: -1,
+        endOffset: String(NO_OFFSET),
+      }),
+    });
+    return { partitions };
   }
 
   /** Metadata: from the gateway's etcd mirror, as a broker answers it. */

@@ -47,6 +47,19 @@ export function parseAddress(text: string): string {
   return `${m[1]}:${port}`;
 }
 
+/**
+ * Host (IPv6 without brackets) and port of a `host:port`, or undefined when it is not one — for
+ * addresses that arrive from outside, such as the HTTP/2 `:authority` a client dialled.
+ */
+export function splitAddress(text: string): { host: string; port: number } | undefined {
+  const m = ADDRESS_RE.exec(text.trim());
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (port < 1 || port > PORT_MAX) return undefined;
+  const host = m[1]!.startsWith("[") ? m[1]!.slice(1, -1) : m[1]!;
+  return { host, port };
+}
+
 /** `host:port` of a broker as Metadata describes it (brackets around IPv6 hosts). */
 export function formatAddress(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
