@@ -59,7 +59,13 @@ export function brokerServiceHandlers(
       subscribe(request, send, ctx.signal, deps.replicas, deps.metrics),
     ListOffsets: async (request) => listOffsets(deps, request),
     Metadata: async (request) =>
-      describeMetadata(deps.metadata, deps.clusterId, deps.controllerId(), request.topics),
+      describeMetadata(
+        deps.metadata,
+        deps.clusterId,
+        deps.controllerId(),
+        request.topics,
+        deps.listenerName,
+      ),
     OffsetsForLeaderEpoch: async (request) => offsetsForLeaderEpoch(deps, request),
   };
 }

@@ -1,8 +1,9 @@
 /**
  * A broker: storage (log manager), metadata (etcd mirror), partition hosting (replica manager),
- * the BrokerService over gRPC, registration in etcd, and /metrics. `start()` brings them up in
- * dependency order and registers last, so the controller only sees a broker that can serve;
- * `stop()` deregisters first, so leadership moves before the broker goes.
+ * the BrokerService over gRPC (one server per listener, listener-servers.ts), registration in
+ * etcd with every listener's address, and /metrics. `start()` brings them up in dependency order
+ * and registers last, so the controller only sees a broker that can serve; `stop()` deregisters
+ * first, so leadership moves before the broker goes.
  */
 import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
@@ -14,9 +15,10 @@ import { createLogger, type Logger } from "../shared/logger.js";
 import { runShutdownSteps } from "../shared/run-service.js";
 import { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { createRegistry, type MetricsServer, startMetricsServer } from "../shared/metrics.js";
-import { advertisedAddress, connectClusterEtcd } from "../shared/service-setup.js";
+import { connectClusterEtcd } from "../shared/service-setup.js";
 import { BrokerMetrics } from "./broker-metrics.js";
-import { brokerServiceHandlers } from "./broker-service.js";
+import { type BrokerServiceDeps, brokerServiceHandlers } from "./broker-service.js";
+import { describeListeners, type ListenerServers, listenOnEvery } from "./listener-servers.js";
 import { LogManager } from "./log/log-manager.js";
 import { ReplicaManager } from "./replica-manager.js";
 
@@ -32,11 +34,10 @@ export class Broker {
   private logManager: LogManager | undefined;
   private metadata: ClusterMetadata | undefined;
   private replicas: ReplicaManager | undefined;
-  private server: GrpcServer | undefined;
+  private listening: ListenerServers | undefined;
   private registrar: BrokerRegistrar | undefined;
   private metricsServer: MetricsServer | undefined;
   private stopping: Promise<void> | undefined;
-  private boundPort = 0;
 
   constructor(
     private readonly config: BrokerConfig,
@@ -52,9 +53,14 @@ export class Broker {
     this.registry = createRegistry("broker", { id: String(config.brokerId) });
   }
 
-  /** The gRPC port bound (useful with port 0). */
+  /** The gRPC port bound by the inter-broker listener (useful with port 0). */
   get port(): number {
-    return this.boundPort;
+    return this.listenerPort(this.config.interBrokerListenerName);
+  }
+
+  /** The gRPC port bound by the listener `name`; 0 before start or for an unknown name. */
+  listenerPort(name: string): number {
+    return this.listening?.boundPorts.get(name.toUpperCase()) ?? 0;
   }
 
   /** The metrics port bound. */
@@ -89,28 +95,31 @@ export class Broker {
         logger: this.logger,
       });
       await this.replicas.start();
-      this.server = createGrpcServer({
-        registry: this.registry,
-        logger: this.logger,
-        socketRequestMaxBytes: c.socketRequestMaxBytes,
-      });
       const metadata = this.metadata;
-      this.server.addService(
-        brokerService,
-        brokerServiceHandlers({
-          brokerId: c.brokerId,
-          clusterId: c.clusterId,
-          replicas: this.replicas,
-          metadata,
-          metrics,
-          logger: this.logger.child({ component: "broker-service" }),
-          minInsyncReplicas: (topic) =>
-            Number(metadata.topic(topic)?.config["min.insync.replicas"] ?? c.minInsyncReplicas),
-          controllerId: () => (metadata.activeController()?.id ?? "").toString(),
-        }),
-      );
-      this.boundPort = await this.server.listen(c.listener.host, c.listener.port);
-      const advertised = advertisedAddress(c, this.boundPort);
+      const replicas = this.replicas;
+      const serviceLogger = this.logger.child({ component: "broker-service" });
+      const serviceDeps: BrokerServiceDeps = {
+        brokerId: c.brokerId,
+        clusterId: c.clusterId,
+        replicas,
+        metadata,
+        metrics,
+        logger: serviceLogger,
+        minInsyncReplicas: (topic) =>
+          Number(metadata.topic(topic)?.config["min.insync.replicas"] ?? c.minInsyncReplicas),
+        controllerId: () => (metadata.activeController()?.id ?? "").toString(),
+      };
+      const createServer = (listenerName: string): GrpcServer => {
+        const server = createGrpcServer({
+          registry: this.registry,
+          logger: this.logger,
+          socketRequestMaxBytes: c.socketRequestMaxBytes,
+        });
+        server.addService(brokerService, brokerServiceHandlers({ ...serviceDeps, listenerName }));
+        return server;
+      };
+      this.listening = await listenOnEvery(c.listeners, createServer);
+      const advertised = this.listening.advertised[c.interBrokerListenerName]!;
       this.metricsServer = await startMetricsServer({
         port: c.metricsPort,
         host: c.metricsHost,
@@ -129,14 +138,16 @@ export class Broker {
           port: advertised.port,
           rack: c.brokerRack,
           metricsPort: this.metricsServer.port,
+          listeners: this.listening.advertised,
         },
         ttlSeconds: Math.max(1, Math.round(c.brokerSessionTimeoutMs / 1000)),
         logger: this.logger,
       });
       await this.registrar.start();
       this.logger.info("broker started", {
-        port: this.boundPort,
+        port: this.port,
         advertised: formatHostPort(advertised),
+        listeners: describeListeners(c.listeners, this.listening, formatHostPort),
         metricsPort: this.metricsServer.port,
         logDirs: c.logDirs,
       });
@@ -156,7 +167,10 @@ export class Broker {
   private async shutdown(): Promise<void> {
     await runShutdownSteps(this.logger, [
       ["deregister", () => this.registrar?.stop()],
-      ["grpc", () => this.server?.stop()],
+      [
+        "grpc",
+        async () => void (await Promise.all(this.listening?.servers.map((s) => s.stop()) ?? [])),
+      ],
       ["replicas", () => this.replicas?.stop()],
       ["logs", () => this.logManager?.stop()],
       ["metadata", () => this.metadata?.close()],

@@ -17,6 +17,11 @@ export interface BrokerServiceDeps {
   readonly minInsyncReplicas: (topic: string) => number;
   /** The active controller's id, "" when none is known. */
   readonly controllerId: () => string;
+  /**
+   * The listener these handlers serve (one gRPC server per listener): Metadata gives brokers'
+   * addresses on it. Undefined: their registered addresses.
+   */
+  readonly listenerName?: string;
 }
 
 /** {@link BrokerServiceDeps} plus the helpers every handler module shares. */

@@ -4,6 +4,14 @@
  */
 export { type PropertyLine, parseProperties } from "./config-file.js";
 export {
+  DEFAULT_LISTENER_NAME,
+  type Listener,
+  type ListenerEntry,
+  parseListenerList,
+  type ResolvedListeners,
+  resolveListeners,
+} from "./listeners.js";
+export {
   CONFIG_FILE_ENV,
   camelCase,
   configError,

@@ -19,6 +19,16 @@ import {
   RETENTION_CHECK_INTERVAL_MS_DEFAULT,
 } from "../../broker/log/log-manager.js";
 import { BATCH_BYTES_MAX, BATCH_HEADER_BYTES } from "../record-batch/layout.js";
+import { parseListenerList, PORT_MAX } from "./listeners.js";
+
+export {
+  formatHostPort,
+  type HostPort,
+  LOOPBACK_HOST,
+  PORT_MAX,
+  parseHostPort,
+  WILDCARD_HOSTS,
+} from "./listeners.js";
 
 /** The services a key can apply to. */
 export type ServiceName = "broker" | "controller" | "gateway";
@@ -73,8 +83,6 @@ const GATEWAY: readonly ServiceName[] = ["gateway"];
 
 /** Largest 32-bit signed integer (Kafka's `int`). */
 export const INT_MAX = 2 ** 31 - 1;
-/** Largest TCP port. */
-export const PORT_MAX = 65_535;
 /** Default `log.retention.hours`: 7 days, Kafka's. */
 export const LOG_RETENTION_HOURS_DEFAULT = 168;
 /** Default `log.roll.hours`: 7 days, Kafka's. */
@@ -108,43 +116,14 @@ export const METRICS_PORT_DEFAULTS: Readonly<Record<ServiceName, number>> = Obje
   gateway: 9103,
 });
 
-/** A gRPC endpoint: what `listeners` and `advertised.listeners` parse to. */
-export interface HostPort {
-  /** Host name or address, IPv6 without brackets. */
-  readonly host: string;
-  /** TCP port; 0 in `listeners` = ephemeral (the service advertises the port it bound). */
-  readonly port: number;
-}
-
-/** Hosts meaning "every interface"; advertised as loopback unless said otherwise. */
-export const WILDCARD_HOSTS: ReadonlySet<string> = new Set(["", "0.0.0.0", "::"]);
-/** The host advertised in place of a wildcard host. */
-export const LOOPBACK_HOST = "127.0.0.1";
-
-const LISTENER_RE = /^(?:[A-Za-z_][A-Za-z0-9_]*:\/\/)?(\[[0-9A-Fa-f:.]+\]|[^:[\]\s/]*):(\d{1,5})$/;
-
-/** Parses `host:port`, `[v6]:port` or Kafka's `NAME://host:port`; a string says why not. */
-export function parseHostPort(text: string): HostPort | string {
-  const trimmed = text.trim();
-  if (trimmed.includes(",")) return "only one listener is supported";
-  const m = LISTENER_RE.exec(trimmed);
-  if (!m) return `"${text}" is not host:port or NAME://host:port`;
-  const port = Number(m[2]);
-  if (port > PORT_MAX) return `port ${port} is above ${PORT_MAX}`;
-  const host = m[1]!.startsWith("[") ? m[1]!.slice(1, -1) : m[1]!;
-  return { host: host === "" ? "0.0.0.0" : host, port };
-}
-
-/** `host:port` again, with brackets around IPv6 hosts (what gRPC's bind and dial take). */
-export function formatHostPort(hp: HostPort): string {
-  return hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
-}
-
 const listenerError = (v: ConfigValue) => {
-  const parsed = parseHostPort(String(v));
+  const parsed = parseListenerList(String(v));
   return typeof parsed === "string" ? parsed : undefined;
 };
-const optionalListenerError = (v: ConfigValue) => (v === "" ? undefined : listenerError(v));
+const optionalListenerError = (v: ConfigValue) =>
+  String(v).trim() === "" ? undefined : listenerError(v);
+const listenerNameError = (v: ConfigValue) =>
+  /^([A-Za-z_][A-Za-z0-9_]*)?$/.test(String(v).trim()) ? undefined : "not a listener name";
 const nonZero = (v: ConfigValue) => (v === 0 ? "0 is not allowed (use -1 or > 0)" : undefined);
 const nonEmptyList = (v: ConfigValue) =>
   Array.isArray(v) && v.length === 0 ? "the list is empty" : undefined;
@@ -171,10 +150,10 @@ const common: ConfigKey[] = [
     max: PORT_MAX, services: ALL_SERVICES, doc: "Port of the metrics HTTP server; 0 = ephemeral." },
   { name: "listeners", type: "string", serviceDefaults: LISTENER_DEFAULTS, check: listenerError,
     services: ALL_SERVICES,
-    doc: "`host:port` the gRPC server binds; Kafka's `PLAINTEXT://host:port` is accepted." },
+    doc: "Where the gRPC server binds: `host:port`, or named `NAME://host:port,...` (broker only: several)." },
   { name: "advertised.listeners", type: "string", default: "", check: optionalListenerError,
     services: ALL_SERVICES,
-    doc: "`host:port` others connect to; default: `listeners` with 0.0.0.0 as 127.0.0.1." },
+    doc: "What others dial, per listener name; default: each listener's address, 0.0.0.0 as 127.0.0.1." },
 ];
 
 // biome-ignore format: one key per entry, kept compact so the schema reads as a table
@@ -251,6 +230,9 @@ const broker: ConfigKey[] = [
   { name: "broker.session.timeout.ms", type: "long", default: BROKER_SESSION_TIMEOUT_MS_DEFAULT,
     min: BROKER_SESSION_TIMEOUT_MS_MIN, unit: "ms", services: BROKER,
     doc: "TTL of the broker's etcd lease: silent this long = dead." },
+  { name: "inter.broker.listener.name", type: "string", default: "", check: listenerNameError,
+    services: BROKER,
+    doc: "The listener the cluster's own services dial (registered as the broker's address); empty = the first." },
 ];
 
 // biome-ignore format: one key per entry, kept compact so the schema reads as a table

@@ -1,6 +1,6 @@
 /**
  * The typed, frozen configuration of each service, built from the generic loader's values:
- * listeners parsed to host and port, Kafka's unit variants (`log.retention.hours|minutes|ms`)
+ * listeners resolved by name to bind and advertised addresses, Kafka's unit variants (`log.retention.hours|minutes|ms`)
  * resolved to one number, ids defaulted. Constructors take these objects; nothing else reads
  * the environment.
  */
@@ -14,14 +14,8 @@ import {
 import { isSamsaError } from "../errors.js";
 import type { LogLevel } from "../logger.js";
 import { configError, type LoadedConfig, loadConfig } from "./loader.js";
-import {
-  type HostPort,
-  LOOPBACK_HOST,
-  parseHostPort,
-  SAMSA_SCHEMA,
-  type ServiceName,
-  WILDCARD_HOSTS,
-} from "./schema.js";
+import { type Listener, ListenerConfigError, resolveListeners } from "./listeners.js";
+import { type HostPort, SAMSA_SCHEMA, type ServiceName } from "./schema.js";
 
 /** Milliseconds in a minute and in an hour, for Kafka's `*.minutes` and `*.hours` keys. */
 const MINUTE_MS = 60_000;
@@ -48,11 +42,22 @@ export interface CommonConfig {
   readonly metricsHost: string;
   /** `metrics.port`; 0 = ephemeral. Default 9101 / 9102 / 9103 (broker / controller / gateway). */
   readonly metricsPort: number;
-  /** `listeners`: where the gRPC server binds. Default 0.0.0.0:9092 / 9093 / 9094. */
+  /**
+   * `listeners` with `advertised.listeners`, named (see listeners.ts); one gRPC server each.
+   * Default one listener, PLAINTEXT, on 0.0.0.0:9092 / 9093 / 9094. Only a broker has several.
+   */
+  readonly listeners: readonly Listener[];
+  /**
+   * `inter.broker.listener.name`: the listener the cluster's services dial (a broker registers
+   * its address as the broker's); the only listener of a controller or gateway.
+   */
+  readonly interBrokerListenerName: string;
+  /** Where the {@link interBrokerListenerName} listener binds. */
   readonly listener: HostPort;
   /**
-   * `advertised.listeners`: what others dial. Default `listener` with a wildcard host replaced
-   * by 127.0.0.1. Port 0 means "the port actually bound", which the service fills in at start.
+   * What others dial for the {@link interBrokerListenerName} listener. Default its bind address
+   * with a wildcard host replaced by 127.0.0.1. Port 0 means "the port actually bound", which
+   * the service fills in at start.
    */
   readonly advertisedListener: HostPort;
 }
@@ -144,7 +149,7 @@ export function loadBrokerConfig(argv?: readonly string[], env?: Env, cwd?: stri
   const logDirs = (v.logDirs as readonly string[] | undefined) ?? [v.logDir as string];
   if (new Set(logDirs).size !== logDirs.length) throw configError("log.dirs", "duplicate entry");
   const config: BrokerConfig = {
-    ...common(v),
+    ...common(v, "broker"),
     ...topicDefaults(v),
     brokerId: v.brokerId as number,
     brokerRack: (v.brokerRack as string) === "" ? undefined : (v.brokerRack as string),
@@ -189,7 +194,7 @@ export function loadControllerConfig(
 ): ControllerConfig {
   const v = load("controller", argv, env, cwd);
   return Object.freeze({
-    ...common(v),
+    ...common(v, "controller"),
     ...topicDefaults(v),
     controllerId: (v.controllerId as string) || defaultId(),
   });
@@ -203,7 +208,7 @@ export function loadGatewayConfig(
 ): GatewayConfig {
   const v = load("gateway", argv, env, cwd);
   const config: GatewayConfig = {
-    ...common(v),
+    ...common(v, "gateway"),
     gatewayId: (v.gatewayId as string) || defaultId(),
     groupInitialRebalanceDelayMs: v.groupInitialRebalanceDelayMs as number,
     groupMinSessionTimeoutMs: v.groupMinSessionTimeoutMs as number,
@@ -253,19 +258,9 @@ function load(service: ServiceName, argv?: readonly string[], env?: Env, cwd?: s
   });
 }
 
-function common(v: LoadedConfig): CommonConfig {
-  const listener = listenerOf("listeners", v.listeners as string);
-  const advertised = v.advertisedListeners as string;
-  const advertisedListener =
-    advertised === ""
-      ? Object.freeze({
-          host: WILDCARD_HOSTS.has(listener.host) ? LOOPBACK_HOST : listener.host,
-          port: listener.port,
-        })
-      : listenerOf("advertised.listeners", advertised);
-  if (WILDCARD_HOSTS.has(advertisedListener.host)) {
-    throw configError("advertised.listeners", `${advertisedListener.host} cannot be dialled`);
-  }
+function common(v: LoadedConfig, service: ServiceName): CommonConfig {
+  const { listeners, interBrokerListenerName } = listenersOf(v, service);
+  const primary = listeners.find((l) => l.name === interBrokerListenerName)!;
   return {
     clusterId: v.clusterId as string,
     etcdEndpoints: v.etcdEndpoints as readonly string[],
@@ -275,8 +270,10 @@ function common(v: LoadedConfig): CommonConfig {
     logLevel: v.logLevel as LogLevel,
     metricsHost: v.metricsHost as string,
     metricsPort: v.metricsPort as number,
-    listener,
-    advertisedListener,
+    listeners,
+    interBrokerListenerName,
+    listener: primary.bind,
+    advertisedListener: primary.advertised,
   };
 }
 
@@ -290,10 +287,22 @@ function topicDefaults(v: LoadedConfig): TopicDefaults {
   };
 }
 
-function listenerOf(name: string, text: string): HostPort {
-  const parsed = parseHostPort(text);
-  if (typeof parsed === "string") throw configError(name, parsed);
-  return Object.freeze(parsed);
+/** `listeners`, `advertised.listeners` and `inter.broker.listener.name` resolved (listeners.ts). */
+function listenersOf(v: LoadedConfig, service: ServiceName) {
+  try {
+    const resolved = resolveListeners({
+      listeners: v.listeners as string,
+      advertisedListeners: v.advertisedListeners as string,
+      interBrokerListenerName: (v.interBrokerListenerName as string | undefined) ?? "",
+    });
+    if (service !== "broker" && resolved.listeners.length > 1) {
+      throw new ListenerConfigError("listeners", `a ${service} has one listener`);
+    }
+    return resolved;
+  } catch (err) {
+    if (err instanceof ListenerConfigError) throw configError(err.key, err.reason);
+    throw err;
+  }
 }
 
 /** A duration key in `unit` ms as ms, keeping -1 (unlimited); undefined when unset. */

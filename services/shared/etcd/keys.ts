@@ -209,13 +209,25 @@ function parseParts(p: string[]): ParsedKey | undefined {
 // ---------------------------------------------------------------------------------------------
 // Values (JSON). Each decoder validates every field and throws MetadataDecodeError.
 
-/** What a broker stores at `brokers/<id>` (its {@link BrokerRegistration} minus the epoch). */
+/** A broker's address on one listener. */
+export interface ListenerAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * What a broker stores at `brokers/<id>` (its {@link BrokerRegistration} minus the epoch).
+ * `host`/`port` are its address on the inter-broker listener (what services dial); `listeners`
+ * its advertised address on every listener by name, that one included. Registrations written
+ * before listeners had names have no `listeners`.
+ */
 export interface BrokerEndpoint {
   readonly id: number;
   readonly host: string;
   readonly port: number;
   readonly rack?: string;
   readonly metricsPort?: number;
+  readonly listeners?: Readonly<Record<string, ListenerAddress>>;
 }
 
 /**
@@ -326,8 +338,8 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 /** JSON of a broker's registration value. */
 export function encodeBrokerEndpoint(endpoint: BrokerEndpoint): string {
-  const { id, host, port, rack, metricsPort } = endpoint;
-  return JSON.stringify({ id, host, port, rack, metricsPort });
+  const { id, host, port, rack, metricsPort, listeners } = endpoint;
+  return JSON.stringify({ id, host, port, rack, metricsPort, listeners });
 }
 
 /** Decodes `brokers/<id>`; `brokerEpoch` is the key's create revision. */
@@ -339,9 +351,29 @@ export function decodeBrokerRegistration(kv: EtcdKeyValue): BrokerRegistration {
   if (port > 65535) throw new MetadataDecodeError(kv.key, "port must be <= 65535");
   const rack = o.rack === undefined ? undefined : str(kv, o, "rack");
   const metricsPort = o.metricsPort === undefined ? undefined : int(kv, o, "metricsPort", 0);
+  const listeners = o.listeners === undefined ? undefined : listenerAddresses(kv, o.listeners);
   const key = kv.key.slice(kv.key.lastIndexOf("/") + 1);
   if (key !== String(id)) throw new MetadataDecodeError(kv.key, `id ${id} does not match key`);
-  return { id, host, port, rack, metricsPort, brokerEpoch: kv.createRevision };
+  const registration = { id, host, port, rack, metricsPort, brokerEpoch: kv.createRevision };
+  return listeners === undefined ? registration : { ...registration, listeners };
+}
+
+/** `listeners` of a registration: `{NAME: {host, port}}`, each address checked. */
+function listenerAddresses(kv: EtcdKeyValue, value: unknown): Record<string, ListenerAddress> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new MetadataDecodeError(kv.key, "listeners must be an object");
+  }
+  const out: Record<string, ListenerAddress> = {};
+  for (const [name, address] of Object.entries(value as Json)) {
+    if (typeof address !== "object" || address === null || Array.isArray(address)) {
+      throw new MetadataDecodeError(kv.key, `listener ${name} must be {host, port}`);
+    }
+    const host = str(kv, address as Json, "host");
+    const port = int(kv, address as Json, "port", 1);
+    if (port > 65535) throw new MetadataDecodeError(kv.key, "port must be <= 65535");
+    out[name] = Object.freeze({ host, port });
+  }
+  return Object.freeze(out);
 }
 
 /** JSON of a topic record. */

@@ -1,21 +1,34 @@
 /**
  * The Metadata answer, built from the etcd mirror: live brokers, and for each topic asked for its
  * partitions with leader, epoch, replicas, ISR and offline replicas.
+ *
+ * Broker addresses are those of one listener (Kafka: the listener the request came in on): a
+ * client on the host is told the brokers' host-reachable addresses, one in a container their
+ * container addresses. A broker registered without that listener is left out, and partitions it
+ * leads answer LEADER_NOT_AVAILABLE (retriable: Kafka's LISTENER_NOT_FOUND), as during a rolling
+ * change of listeners. Without a listener name, the registered (inter-broker) addresses.
  */
 import { ErrorCode, isSamsaError } from "../errors.js";
 import { validateTopicName } from "../topic-name.js";
-import { noLeader } from "../etcd/keys.js";
+import { type BrokerRegistration, type ListenerAddress, noLeader } from "../etcd/keys.js";
 import type { MetadataResponse } from "../generated/samsa/v1/MetadataResponse.js";
 import type { ClusterMetadata } from "./cluster-metadata.js";
 
-/** Describes the topics named (all when none) as a MetadataResponse. */
+/**
+ * Describes the topics named (all when none) as a MetadataResponse, with brokers' addresses on
+ * `listenerName` (default: their registered, inter-broker addresses).
+ */
 export function describeMetadata(
   metadata: ClusterMetadata,
   clusterId: string,
   controllerId: string,
   topics: readonly string[],
+  listenerName?: string,
 ): MetadataResponse {
-  const brokers = metadata.brokers();
+  const brokers = metadata.brokers().flatMap((b) => {
+    const address = listenerName === undefined ? b : addressOn(b, listenerName);
+    return address ? [{ ...b, host: address.host, port: address.port }] : [];
+  });
   const live = new Set(brokers.map((b) => b.id));
   const names = topics.length > 0 ? topics : metadata.topics().map((t) => t.name);
   return {
@@ -53,6 +66,15 @@ export function describeMetadata(
       };
     }),
   };
+}
+
+/**
+ * A broker's address on a listener: from its registration's `listeners`, or its one address
+ * when it registered none (a broker from before listener names); undefined when it lacks it.
+ */
+function addressOn(broker: BrokerRegistration, listenerName: string): ListenerAddress | undefined {
+  if (broker.listeners === undefined) return broker;
+  return broker.listeners[listenerName];
 }
 
 function isValidTopicName(name: string): boolean {
