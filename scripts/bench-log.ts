@@ -27,14 +27,14 @@ import { mkdir, mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { PartitionLog } from "../services/broker/log/partition-log.js";
 import {
   DEFAULT_LOG_CONFIG,
+  FLUSH_SCHEDULER_INTERVAL_MS_DEFAULT,
   type LogConfig,
   SEGMENT_BYTES_DEFAULT,
   validateLogConfig,
-} from "../services/broker/log/log-config.js";
-import { FLUSH_SCHEDULER_INTERVAL_MS_DEFAULT } from "../services/broker/log/log-manager.js";
-import { PartitionLog } from "../services/broker/log/partition-log.js";
+} from "../services/shared/config/log-config.js";
 import { silentLogger } from "../services/shared/logger.js";
 import { buildBatch } from "../services/shared/record-batch/builder.js";
 import { readBatchHeader } from "../services/shared/record-batch/header.js";

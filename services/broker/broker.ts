@@ -7,7 +7,12 @@
  */
 import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
-import { type BrokerConfig, brokerLogConfig, formatHostPort } from "../shared/config/index.js";
+import {
+  type BrokerConfig,
+  brokerLogConfig,
+  formatHostPort,
+  topicConfigOf,
+} from "../shared/config/index.js";
 import { BrokerRegistrar } from "../shared/etcd/registration.js";
 import { brokerService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
@@ -105,8 +110,10 @@ export class Broker {
         metadata,
         metrics,
         logger: serviceLogger,
-        minInsyncReplicas: (topic) =>
-          Number(metadata.topic(topic)?.config["min.insync.replicas"] ?? c.minInsyncReplicas),
+        minInsyncReplicas: (topic) => {
+          const record = metadata.topic(topic);
+          return (record && topicConfigOf(record).minInsyncReplicas) ?? c.minInsyncReplicas;
+        },
         controllerId: () => (metadata.activeController()?.id ?? "").toString(),
       };
       const createServer = (listenerName: string): GrpcServer => {

@@ -4,12 +4,11 @@
  * and becomes leader or follower as the state says; a partition reassigned away or whose topic is
  * deleted is closed and its data removed. Changes are applied one partition at a time, in order.
  */
-import { topicLogConfig } from "../shared/config/index.js";
+import { type LogConfig, topicConfigOf, topicLogConfig } from "../shared/config/index.js";
 import type { PartitionState, TopicRecord } from "../shared/etcd/keys.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
-import { LOG_CONFIG_NAMES, type LogConfig } from "./log/log-config.js";
 import type { LogManager } from "./log/log-manager.js";
 import { Partition } from "./partition.js";
 
@@ -109,11 +108,8 @@ export class ReplicaManager {
   }
 
   private async open(record: TopicRecord, partition: number): Promise<Partition> {
-    // Only log configs shape the log; others (min.insync.replicas, ...) are read elsewhere.
-    const logProps = Object.fromEntries(
-      Object.entries(record.config).filter(([k]) => k in LOG_CONFIG_NAMES),
-    );
-    const config = topicLogConfig(this.options.baseLogConfig, logProps);
+    // Only log settings shape the log; others (min.insync.replicas, ...) are read elsewhere.
+    const config = topicLogConfig(this.options.baseLogConfig, topicConfigOf(record));
     const log = await this.options.logManager.getOrCreateLog(record.name, partition, config);
     const p = new Partition(record.name, partition, log, this.options.brokerId);
     this.partitions.set(key(record.name, partition), p);

@@ -4,7 +4,11 @@
  * and what a consumer yields.
  */
 import { ErrorCode, SamsaError } from "../shared/errors.js";
-import type { ProducerRecord as BatchRecord, RecordHeader } from "../shared/record-batch/index.js";
+import {
+  type ProducerRecord as BatchRecord,
+  type RecordHeader,
+  recordBytesMax,
+} from "../shared/record-batch/index.js";
 
 export type { RecordHeader } from "../shared/record-batch/index.js";
 
@@ -49,15 +53,12 @@ export interface ConsumerRecord {
   readonly headers: readonly RecordHeader[];
 }
 
-/** Fixed bytes a record costs beyond its key, value and headers (varints, attributes, deltas). */
-export const RECORD_OVERHEAD_BYTES_ESTIMATE = 21;
-
 /** A record in the builder's form, with its partition chosen later and its size estimated. */
 export interface NormalizedRecord extends BatchRecord {
   key: Buffer | null;
   timestamp: number;
   partition: number | undefined;
-  /** Estimated encoded size, bytes (uncompressed). */
+  /** Upper bound of the encoded size, bytes (uncompressed; `recordBytesMax`). */
   sizeBytes: number;
 }
 
@@ -91,8 +92,7 @@ export function normalizeRecord(record: ProducerRecord, now: number): Normalized
   const key = toBuffer(record.key);
   const value = toBuffer(record.value);
   const headers = toHeaders(record.headers);
-  let sizeBytes = RECORD_OVERHEAD_BYTES_ESTIMATE + (key?.length ?? 0) + (value?.length ?? 0);
-  for (const h of headers) sizeBytes += Buffer.byteLength(h.key) + (h.value?.length ?? 0) + 2;
+  const sizeBytes = recordBytesMax({ key, value, headers });
   return {
     key,
     value,

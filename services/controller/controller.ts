@@ -8,7 +8,7 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import type { ControllerConfig } from "../shared/config/index.js";
 import { ControllerElection } from "../shared/etcd/election.js";
 import { type EtcdKeys, noLeader } from "../shared/etcd/keys.js";
-import { formatHostPort } from "../shared/config/index.js";
+import { formatHostPort, topicConfigOf } from "../shared/config/index.js";
 import { adminService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
 import { createLogger, type Logger } from "../shared/logger.js";
@@ -159,8 +159,9 @@ export class Controller {
       metadata,
       logger: this.logger,
       uncleanAllowed: (topic) => {
-        const v = metadata.topic(topic)?.config["unclean.leader.election.enable"];
-        return v === undefined ? c.uncleanLeaderElectionEnable : v === "true";
+        const record = metadata.topic(topic);
+        const own = record && topicConfigOf(record).uncleanLeaderElectionEnable;
+        return own ?? c.uncleanLeaderElectionEnable;
       },
       onLeaderChange: () => leaderChanges.inc(),
     });

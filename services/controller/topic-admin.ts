@@ -7,6 +7,11 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Etcd3 } from "etcd3";
+import {
+  parseTopicConfig,
+  type TopicDefaults as ControllerTopicDefaults,
+  type TopicConfig,
+} from "../shared/config/index.js";
 import type { ControllerLeadership } from "../shared/etcd/election.js";
 import { fencedTxn } from "../shared/etcd/election.js";
 import {
@@ -22,7 +27,6 @@ import {
   checkTopicCollision,
   validatePartitionCount,
   validateReplicationFactor,
-  validateTopicConfigs,
   validateTopicName,
 } from "./topic-validation.js";
 
@@ -34,14 +38,17 @@ export interface TopicSpec {
   name: string;
   partitions: number;
   replicationFactor: number;
+  /** The request's configs as sent: what the topic record stores and DescribeTopics shows. */
   configs: Readonly<Record<string, string>>;
+  /** The same, parsed (and so validated) once. */
+  config: TopicConfig;
 }
 
 /** Cluster defaults for creation (`num.partitions`, `default.replication.factor`). */
-export interface TopicDefaults {
-  numPartitions: number;
-  defaultReplicationFactor: number;
-}
+export type TopicDefaults = Pick<
+  ControllerTopicDefaults,
+  "numPartitions" | "defaultReplicationFactor"
+>;
 
 /** Applies defaults (-1 / 0 mean "the cluster's default") and validates; returns the spec. */
 export function resolveTopicSpec(
@@ -65,14 +72,14 @@ export function resolveTopicSpec(
     : request.replicationFactor;
   validatePartitionCount(partitions);
   validateReplicationFactor(replicationFactor, metadata.brokers().length);
-  validateTopicConfigs(request.configs);
+  const config = parseTopicConfig(request.configs);
   if (metadata.topic(request.name))
     throw new SamsaError(ErrorCode.TOPIC_ALREADY_EXISTS, `topic "${request.name}" already exists`);
   checkTopicCollision(
     request.name,
     metadata.topics().map((t) => t.name),
   );
-  return { name: request.name, partitions, replicationFactor, configs: request.configs };
+  return { name: request.name, partitions, replicationFactor, configs: request.configs, config };
 }
 
 /** Writes a new topic and its partition states; returns the topic record. */

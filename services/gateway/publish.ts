@@ -6,6 +6,7 @@
  * in one append, so they get consecutive offsets and succeed or fail together; each record's
  * answer is its partition and offset, or its partition's error code.
  */
+import { topicConfigOf } from "../shared/config/index.js";
 import type { Partitioner } from "../shared/partitioner.js";
 import type { Deadline } from "../shared/retry.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
@@ -13,7 +14,7 @@ import type { PublishRequest__Output } from "../shared/generated/samsa/v1/Publis
 import type { PublishResult } from "../shared/generated/samsa/v1/PublishResult.js";
 import { buildBatch } from "../shared/record-batch/builder.js";
 import { BATCH_HEADER_BYTES } from "../shared/record-batch/layout.js";
-import type { ProducerRecord } from "../shared/record-batch/records.js";
+import { type ProducerRecord, recordBytesMax } from "../shared/record-batch/records.js";
 import { errorResult, NO_ERROR, parseInt64 } from "../shared/request-parsing.js";
 import { validateTopicName } from "../shared/topic-name.js";
 import type { Router } from "./router.js";
@@ -28,13 +29,6 @@ export const PUBLISH_RECORDS_MAX = 10_000;
  * `message.max.bytes`, as a Kafka producer cannot).
  */
 export const PUBLISH_BATCH_BYTES_TARGET = 16 * 1024;
-/**
- * Estimated bytes a record adds to a batch beyond its key, value and headers: an upper bound of
- * its varints and attributes, so batches built to an estimate never exceed it.
- */
-const RECORD_OVERHEAD_BYTES_ESTIMATE = 24;
-/** The topic config that caps a batch's size. */
-const MAX_MESSAGE_BYTES_CONFIG = "max.message.bytes";
 
 /** What Publish needs. */
 export interface PublishDeps {
@@ -68,7 +62,7 @@ export async function publish(
   const topic = await deps.routing.topic(request.topic, deadline, signal);
   const results: PublishResult[] = new Array(n);
   const shares = assign(request, topic.partitions, deps.partitioner, results);
-  const batchBytes = batchBytesTarget(topic.config[MAX_MESSAGE_BYTES_CONFIG]);
+  const batchBytes = batchBytesTarget(topicConfigOf(topic).maxMessageBytes);
   const partitions = [...shares.keys()];
   const parts: { topic: string; partition: number; records: Buffer }[] = [];
   for (const partition of partitions) {
@@ -144,17 +138,10 @@ function assign(
   return shares;
 }
 
-/** A record's estimated share of a batch, bytes. */
-function estimateBytes(r: ProducerRecord): number {
-  let n = RECORD_OVERHEAD_BYTES_ESTIMATE + (r.key?.length ?? 0) + (r.value?.length ?? 0);
-  for (const h of r.headers ?? []) n += Buffer.byteLength(h.key) + (h.value?.length ?? 0) + 2;
-  return n;
-}
-
 /** The estimated batch size to aim for, given the topic's `max.message.bytes` (if set). */
-function batchBytesTarget(topicMaxMessageBytes: string | undefined): number {
-  const max = Number(topicMaxMessageBytes);
-  if (!Number.isSafeInteger(max) || max <= BATCH_HEADER_BYTES) return PUBLISH_BATCH_BYTES_TARGET;
+function batchBytesTarget(topicMaxMessageBytes: number | undefined): number {
+  const max = topicMaxMessageBytes;
+  if (max === undefined || max <= BATCH_HEADER_BYTES) return PUBLISH_BATCH_BYTES_TARGET;
   return Math.min(PUBLISH_BATCH_BYTES_TARGET, max - BATCH_HEADER_BYTES);
 }
 
@@ -164,7 +151,7 @@ function buildBatches(records: ProducerRecord[], targetBytes: number): Buffer {
   let start = 0;
   let bytes = 0;
   for (const [i, r] of records.entries()) {
-    const size = estimateBytes(r);
+    const size = recordBytesMax(r);
     if (i > start && bytes + size > targetBytes) {
       batches.push(buildBatch(records.slice(start, i)));
       start = i;

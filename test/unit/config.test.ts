@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { DEFAULT_LOG_CONFIG } from "../../services/broker/log/log-config.js";
+import { DEFAULT_LOG_CONFIG } from "../../services/shared/config/log-config.js";
 import { ErrorCode, isSamsaError } from "../../services/shared/errors.js";
 import {
   brokerLogConfig,
@@ -13,8 +13,11 @@ import {
   loadControllerConfig,
   loadConfig,
   loadGatewayConfig,
+  NOT_BUILT_KEYS,
   parseHostPort,
   parseProperties,
+  parseTopicConfig,
+  REPLICATION_FACTOR_MAX,
   SAMSA_SCHEMA,
   topicLogConfig,
 } from "../../services/shared/config/index.js";
@@ -47,12 +50,13 @@ describe("config precedence", () => {
 
   it("default < file < env < flag", () => {
     const env = { SAMSA_NUM_PARTITIONS: "3", SAMSA_MIN_INSYNC_REPLICAS: "3" };
-    const c = loadBrokerConfig([props, "--num.partitions=4"], env);
+    const c = loadControllerConfig([props, "--num.partitions=4"], env);
     assert.equal(c.numPartitions, 4);
-    assert.equal(c.minInsyncReplicas, 3);
     assert.equal(c.defaultReplicationFactor, 1);
-    assert.equal(loadBrokerConfig([props], {}).numPartitions, 2);
-    assert.equal(loadBrokerConfig(["--config", props], env).numPartitions, 3);
+    assert.equal(loadBrokerConfig([props], env).minInsyncReplicas, 3);
+    assert.equal(loadBrokerConfig([props, "--min.insync.replicas=4"], env).minInsyncReplicas, 4);
+    assert.equal(loadControllerConfig([props], {}).numPartitions, 2);
+    assert.equal(loadControllerConfig(["--config", props], env).numPartitions, 3);
   });
 
   it("accepts --override k=v, --key value, --key=value and bare boolean flags", () => {
@@ -63,14 +67,14 @@ describe("config precedence", () => {
         "--log.dirs",
         "/a,/b",
         "--log.flush.strict",
-        "--num.partitions=5",
+        "--min.insync.replicas=5",
       ],
       {},
     );
     assert.equal(c.brokerId, 7);
     assert.deepEqual(c.logDirs, ["/a", "/b"]);
     assert.equal(c.logFlushStrict, true);
-    assert.equal(c.numPartitions, 5);
+    assert.equal(c.minInsyncReplicas, 5);
     assert.equal(
       loadBrokerConfig([...ID, "--log.flush.strict", "false"], {}).logFlushStrict,
       false,
@@ -82,7 +86,7 @@ describe("config precedence", () => {
   });
 
   it("resolves a relative file against cwd", () => {
-    assert.equal(loadBrokerConfig(["p.properties"], {}, dir).numPartitions, 2);
+    assert.equal(loadBrokerConfig(["p.properties"], {}, dir).minInsyncReplicas, 2);
   });
 });
 
@@ -189,7 +193,9 @@ describe("validation", () => {
   it("bad int, out of range, bad bool and bad enum name the key and source", () => {
     throwsConfig(() => loadBrokerConfig([], { SAMSA_BROKER_ID: "x" }), "broker.id", /SAMSA_/);
     throwsConfig(() => loadBrokerConfig(["--broker.id=-1"], {}), "broker.id", /out of range/);
-    throwsConfig(() => loadBrokerConfig([...ID, "--num.partitions=0"], {}), "num.partitions");
+    throwsConfig(() => loadControllerConfig(["--num.partitions=0"], {}), "num.partitions");
+    const rf = `--default.replication.factor=${REPLICATION_FACTOR_MAX + 1}`;
+    throwsConfig(() => loadControllerConfig([rf], {}), "default.replication.factor", /range/);
     throwsConfig(() => loadBrokerConfig([...ID, "--log.flush.strict=yes"], {}), "log.flush.strict");
     throwsConfig(() => loadGatewayConfig(["--log.level=loud"], {}), "log.level");
     throwsConfig(
@@ -216,6 +222,10 @@ describe("validation", () => {
 
   it("another service's key: error as a flag, ignored from env and files", () => {
     throwsConfig(() => loadGatewayConfig(["--broker.id=1"], {}), "broker.id", /gateway/);
+    // Topic defaults belong to the service that reads them.
+    throwsConfig(() => loadBrokerConfig([...ID, "--num.partitions=2"], {}), "num.partitions");
+    const minIsr = "--min.insync.replicas=2";
+    throwsConfig(() => loadControllerConfig([minIsr], {}), "min.insync.replicas", /controller/);
     const c = loadGatewayConfig([], { SAMSA_BROKER_ID: "1", SAMSA_GATEWAY_ID: "g1" });
     assert.equal(c.gatewayId, "g1");
     assert.equal("brokerId" in c, false);
@@ -224,8 +234,6 @@ describe("validation", () => {
   it("cross-field checks", () => {
     const jitter = [...ID, "--log.segment.ms=100", "--log.segment.jitter.ms=100"];
     throwsConfig(() => loadBrokerConfig(jitter, {}), "log.*", /segment.jitter.ms/);
-    const groups = ["--group.min.session.timeout.ms=10", "--group.max.session.timeout.ms=5"];
-    throwsConfig(() => loadGatewayConfig(groups, {}), "group.min.session.timeout.ms");
     throwsConfig(() => loadBrokerConfig(["--log.dirs=/a,/a", ...ID], {}), "log.dirs");
   });
 
@@ -255,7 +263,36 @@ describe("service configs", () => {
     assert.equal(ctl.numPartitions, 3);
     assert.equal(ctl.metricsPort, 0);
     assert.match(ctl.controllerId, /-\d+$/);
-    assert.equal(loadGatewayConfig([], {}).groupInitialRebalanceDelayMs, 3000);
+    assert.equal(b.etcdConnectionTimeoutMs, 5000);
+    assert.equal("replicaLagTimeMaxMs" in b, false);
+  });
+
+  it("keys of features not built yet are refused from every source, naming the feature", () => {
+    const names = Object.keys(NOT_BUILT_KEYS);
+    assert.deepEqual(names.sort(), [
+      "delete.topic.enable",
+      "group.initial.rebalance.delay.ms",
+      "group.max.session.timeout.ms",
+      "group.min.session.timeout.ms",
+      "replica.lag.time.max.ms",
+    ]);
+    for (const name of names)
+      assert.equal(
+        SAMSA_SCHEMA.some((k) => k.name === name),
+        false,
+      );
+    const why = /not supported: .*not built yet|cannot be switched off yet/;
+    throwsConfig(
+      () => loadBrokerConfig([...ID, "--replica.lag.time.max.ms=1"], {}),
+      "replica.lag.time.max.ms",
+      why,
+    );
+    const env = { SAMSA_GROUP_INITIAL_REBALANCE_DELAY_MS: "0" };
+    throwsConfig(() => loadGatewayConfig([], env), "group.initial.rebalance.delay.ms", /groups/);
+    const f = file("del.properties", "delete.topic.enable=false\n");
+    throwsConfig(() => loadControllerConfig([f], {}), "delete.topic.enable", why);
+    // Refused even by a service the key would not apply to: it is read by none.
+    throwsConfig(() => loadBrokerConfig([f, ...ID], {}), "delete.topic.enable", why);
   });
 
   it("generic loader gives camelCase names and env naming round-trips", () => {
@@ -284,7 +321,7 @@ describe("service configs", () => {
       maxMessageBytes: 4096,
     });
     assert.deepEqual(brokerLogConfig(loadBrokerConfig(ID, {})), DEFAULT_LOG_CONFIG);
-    const topic = topicLogConfig(lc, { "retention.ms": "60000" });
+    const topic = topicLogConfig(lc, parseTopicConfig({ "retention.ms": "60000" }));
     assert.equal(topic.retentionMs, 60_000);
     assert.equal(topic.segmentBytes, 2048);
   });

@@ -23,7 +23,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { DEFAULT_LOG_CONFIG, validateLogConfig } from "../../services/broker/log/log-config.js";
+import { DEFAULT_LOG_CONFIG, validateLogConfig } from "../../services/shared/config/log-config.js";
 import {
   readPartitionCheckpoint,
   writePartitionCheckpoint,

@@ -22,7 +22,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { DEFAULT_LOG_CONFIG, validateLogConfig } from "../../services/broker/log/log-config.js";
+import { DEFAULT_LOG_CONFIG, validateLogConfig } from "../../services/shared/config/log-config.js";
 import { PartitionLog } from "../../services/broker/log/partition-log.js";
 import { type CapturedLine, memoryLogger } from "../../services/shared/logger.js";
 import { decodeBatches } from "../../services/shared/record-batch/builder.js";

@@ -17,7 +17,7 @@ import {
   DEFAULT_LOG_CONFIG,
   type LogConfig,
   validateLogConfig,
-} from "../../services/broker/log/log-config.js";
+} from "../../services/shared/config/log-config.js";
 import { PartitionLog } from "../../services/broker/log/partition-log.js";
 import { ErrorCode, isSamsaError } from "../../services/shared/errors.js";
 import { silentLogger } from "../../services/shared/logger.js";

@@ -13,7 +13,7 @@ import {
   DEFAULT_LOG_CONFIG,
   type LogConfig,
   validateLogConfig,
-} from "../../services/broker/log/log-config.js";
+} from "../../services/shared/config/log-config.js";
 import { LogManager } from "../../services/broker/log/log-manager.js";
 import { readPartitionCheckpoint } from "../../services/broker/log/partition-checkpoint.js";
 import { PartitionLog } from "../../services/broker/log/partition-log.js";

@@ -6,17 +6,16 @@
 import { randomUUID } from "node:crypto";
 import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
+import {
+  FLUSH_SCHEDULER_INTERVAL_MS_DEFAULT,
+  type LogConfig,
+  RECOVERY_CONCURRENCY_DEFAULT,
+  RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+} from "../../shared/config/log-config.js";
 import { ErrorCode, SamsaError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
-import type { LogConfig } from "./log-config.js";
 import { PartitionLog } from "./partition-log.js";
 
-/** Default `log.retention.check.interval.ms`: 5 minutes, Kafka's. */
-export const RETENTION_CHECK_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
-/** Default `log.flush.scheduler.interval.ms`: how often `flush.ms` is checked. */
-export const FLUSH_SCHEDULER_INTERVAL_MS_DEFAULT = 1000;
-/** Logs opened at once during start-up (Kafka's `num.recovery.threads.per.data.dir`). */
-export const RECOVERY_CONCURRENCY_DEFAULT = 2;
 /** Suffix of a partition directory being deleted. */
 export const DELETE_DIR_SUFFIX = "-delete";
 

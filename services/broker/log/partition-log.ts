@@ -34,7 +34,7 @@ import {
 import type { Logger } from "../../shared/logger.js";
 import { fsyncDir, writeFileAtomic } from "./atomic-file.js";
 import { type LeaderEpochCache, UNDEFINED_EPOCH } from "./leader-epoch-cache.js";
-import type { LogConfig } from "./log-config.js";
+import type { LogConfig } from "../../shared/config/log-config.js";
 import { writePartitionCheckpoint } from "./partition-checkpoint.js";
 import { CLEAN_SHUTDOWN_FILE, type LoadedLog, loadPartitionLog } from "./partition-loader.js";
 import { findRecordAtTimestamp } from "./timestamp-lookup.js";

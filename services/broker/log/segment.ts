@@ -13,7 +13,7 @@ import {
 } from "../../shared/record-batch/header.js";
 import { BATCH_BYTES_MAX, BATCH_HEADER_BYTES } from "../../shared/record-batch/layout.js";
 import { readAt, type ScanStop, scanBatches } from "./batch-scanner.js";
-import type { LogConfig } from "./log-config.js";
+import type { LogConfig } from "../../shared/config/log-config.js";
 import { OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from "./offset-index.js";
 import { TIME_INDEX_ENTRY_BYTES, TimeIndex } from "./time-index.js";
 

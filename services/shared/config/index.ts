@@ -22,6 +22,12 @@ export {
   loadConfig,
 } from "./loader.js";
 export {
+  DEFAULT_LOG_CONFIG,
+  type LogConfig,
+  UNLIMITED,
+  validateLogConfig,
+} from "./log-config.js";
+export {
   ALL_SERVICES,
   type ConfigKey,
   type ConfigValue,
@@ -30,6 +36,7 @@ export {
   type KeyType,
   LISTENER_DEFAULTS,
   METRICS_PORT_DEFAULTS,
+  NOT_BUILT_KEYS,
   parseHostPort,
   SAMSA_SCHEMA,
   type ServiceName,
@@ -45,5 +52,15 @@ export {
   loadControllerConfig,
   loadGatewayConfig,
   type TopicDefaults,
-  topicLogConfig,
 } from "./services.js";
+export {
+  EMPTY_TOPIC_CONFIG,
+  MIN_INSYNC_REPLICAS_MAX,
+  parseTopicConfig,
+  REPLICATION_FACTOR_MAX,
+  TOPIC_CONFIG_KEYS,
+  TOPIC_PARTITIONS_MAX,
+  type TopicConfig,
+  topicConfigOf,
+  topicLogConfig,
+} from "./topic-config.js";

@@ -1,18 +1,20 @@
 /**
  * The generic configuration loader: defaults, then a properties or YAML file, then `SAMSA_*`
  * environment variables, then command-line flags, each value parsed and validated against the
- * schema once. Any bad value, unknown key or missing required key stops start-up with a
+ * schema once. Any bad value, unknown key, key of a feature not built yet
+ * ({@link NOT_BUILT_KEYS}) or missing required key stops start-up with a
  * {@link SamsaError} `INVALID_CONFIG` whose message starts with `config <key>:`.
  *
  * This is the only module that reads `process.env` (and only when no `env` is passed).
  */
-import { UNLIMITED } from "../../broker/log/log-config.js";
 import { ErrorCode, SamsaError } from "../errors.js";
 import { isMap, type RawEntry, readConfigFile } from "./config-file.js";
+import { UNLIMITED } from "./log-config.js";
 import {
   type ConfigKey,
   type ConfigValue,
   INT_MAX,
+  NOT_BUILT_KEYS,
   RENAMED_KEYS,
   type ServiceName,
 } from "./schema.js";
@@ -227,6 +229,10 @@ function unknownKey(
   kind: SourceKind,
   byName: ReadonlyMap<string, ConfigKey>,
 ): SamsaError {
+  const notBuilt = NOT_BUILT_KEYS[entry.name];
+  if (notBuilt !== undefined) {
+    return configError(entry.name, `not supported: ${notBuilt}; remove it`, entry.origin);
+  }
   const near = RENAMED_KEYS[entry.name] ?? nearest(entry.name, [...byName.keys()]);
   const spell = (name: string) =>
     kind === "env" ? envVarName(name) : kind === "flag" ? `--${name}` : name;

@@ -5,21 +5,15 @@
  * the environment.
  */
 import { hostname } from "node:os";
-import {
-  type LogConfig,
-  logConfigFromProperties,
-  UNLIMITED,
-  validateLogConfig,
-} from "../../broker/log/log-config.js";
 import { isSamsaError } from "../errors.js";
 import type { LogLevel } from "../logger.js";
 import { configError, type LoadedConfig, loadConfig } from "./loader.js";
+import { HOUR_MS, type LogConfig, UNLIMITED, validateLogConfig } from "./log-config.js";
 import { type Listener, ListenerConfigError, resolveListeners } from "./listeners.js";
 import { type HostPort, SAMSA_SCHEMA, type ServiceName } from "./schema.js";
 
-/** Milliseconds in a minute and in an hour, for Kafka's `*.minutes` and `*.hours` keys. */
+/** Milliseconds in a minute, for Kafka's `*.minutes` keys. */
 const MINUTE_MS = 60_000;
-const HOUR_MS = 60 * MINUTE_MS;
 
 /** Environment as `process.env` has it. */
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -30,7 +24,7 @@ export interface CommonConfig {
   readonly clusterId: string;
   /** `etcd.endpoints`. Default ["http://127.0.0.1:2379"]. */
   readonly etcdEndpoints: readonly string[];
-  /** `etcd.connection.timeout.ms`. Default 5000. */
+  /** `etcd.connection.timeout.ms`: start-up's wait for etcd's first answer. Default 5000. */
   readonly etcdConnectionTimeoutMs: number;
   /** `etcd.prefix`. Default "/samsa". */
   readonly etcdPrefix: string;
@@ -62,22 +56,20 @@ export interface CommonConfig {
   readonly advertisedListener: HostPort;
 }
 
-/** Topic defaults the broker and the controller share. */
+/** Topic defaults the controller applies: to creation requests, and in leader elections. */
 export interface TopicDefaults {
   /** `num.partitions`. Default 1. */
   readonly numPartitions: number;
   /** `default.replication.factor`. Default 1. */
   readonly defaultReplicationFactor: number;
-  /** `min.insync.replicas`. Default 1. */
-  readonly minInsyncReplicas: number;
-  /** `unclean.leader.election.enable`. Default false. */
+  /** `unclean.leader.election.enable`, for topics without their own. Default false. */
   readonly uncleanLeaderElectionEnable: boolean;
-  /** `delete.topic.enable`. Default true. */
-  readonly deleteTopicEnable: boolean;
 }
 
 /** The broker's configuration. Log fields are the defaults topics override. */
-export interface BrokerConfig extends CommonConfig, TopicDefaults {
+export interface BrokerConfig extends CommonConfig {
+  /** `min.insync.replicas`, for topics without their own. Default 1. */
+  readonly minInsyncReplicas: number;
   /** `broker.id` (required, ≥ 0). */
   readonly brokerId: number;
   /** `broker.rack`; undefined when empty. */
@@ -116,8 +108,6 @@ export interface BrokerConfig extends CommonConfig, TopicDefaults {
   readonly messageMaxBytes: number;
   /** `socket.request.max.bytes`. Default 104857600. */
   readonly socketRequestMaxBytes: number;
-  /** `replica.lag.time.max.ms`. Default 30000. */
-  readonly replicaLagTimeMaxMs: number;
   /** `broker.session.timeout.ms`: the etcd lease TTL. Default 6000. */
   readonly brokerSessionTimeoutMs: number;
 }
@@ -132,12 +122,6 @@ export interface ControllerConfig extends CommonConfig, TopicDefaults {
 export interface GatewayConfig extends CommonConfig {
   /** `gateway.id`. Default `<hostname>-<pid>`. */
   readonly gatewayId: string;
-  /** `group.initial.rebalance.delay.ms`. Default 3000. */
-  readonly groupInitialRebalanceDelayMs: number;
-  /** `group.min.session.timeout.ms`. Default 6000. */
-  readonly groupMinSessionTimeoutMs: number;
-  /** `group.max.session.timeout.ms`. Default 1800000. */
-  readonly groupMaxSessionTimeoutMs: number;
 }
 
 /**
@@ -150,7 +134,7 @@ export function loadBrokerConfig(argv?: readonly string[], env?: Env, cwd?: stri
   if (new Set(logDirs).size !== logDirs.length) throw configError("log.dirs", "duplicate entry");
   const config: BrokerConfig = {
     ...common(v, "broker"),
-    ...topicDefaults(v),
+    minInsyncReplicas: v.minInsyncReplicas as number,
     brokerId: v.brokerId as number,
     brokerRack: (v.brokerRack as string) === "" ? undefined : (v.brokerRack as string),
     logDirs: Object.freeze([...logDirs]),
@@ -174,7 +158,6 @@ export function loadBrokerConfig(argv?: readonly string[], env?: Env, cwd?: stri
     numRecoveryThreadsPerDataDir: v.numRecoveryThreadsPerDataDir as number,
     messageMaxBytes: v.messageMaxBytes as number,
     socketRequestMaxBytes: v.socketRequestMaxBytes as number,
-    replicaLagTimeMaxMs: v.replicaLagTimeMaxMs as number,
     brokerSessionTimeoutMs: v.brokerSessionTimeoutMs as number,
   };
   try {
@@ -207,17 +190,10 @@ export function loadGatewayConfig(
   cwd?: string,
 ): GatewayConfig {
   const v = load("gateway", argv, env, cwd);
-  const config: GatewayConfig = {
+  return Object.freeze({
     ...common(v, "gateway"),
     gatewayId: (v.gatewayId as string) || defaultId(),
-    groupInitialRebalanceDelayMs: v.groupInitialRebalanceDelayMs as number,
-    groupMinSessionTimeoutMs: v.groupMinSessionTimeoutMs as number,
-    groupMaxSessionTimeoutMs: v.groupMaxSessionTimeoutMs as number,
-  };
-  if (config.groupMinSessionTimeoutMs > config.groupMaxSessionTimeoutMs) {
-    throw configError("group.min.session.timeout.ms", "is above group.max.session.timeout.ms");
-  }
-  return Object.freeze(config);
+  });
 }
 
 /**
@@ -239,14 +215,6 @@ export function brokerLogConfig(c: BrokerConfig): LogConfig {
     maxMessageBytes: c.messageMaxBytes,
     fileDeleteDelayMs: c.logSegmentDeleteDelayMs,
   });
-}
-
-/**
- * A topic's log config: its Kafka-named overrides (`retention.ms`, `segment.bytes`, ...) over
- * `base` (usually {@link brokerLogConfig}). Throws `INVALID_CONFIG` on an unknown or bad value.
- */
-export function topicLogConfig(base: LogConfig, topicConfigs: Record<string, string>): LogConfig {
-  return logConfigFromProperties(topicConfigs, base);
 }
 
 function load(service: ServiceName, argv?: readonly string[], env?: Env, cwd?: string) {
@@ -281,9 +249,7 @@ function topicDefaults(v: LoadedConfig): TopicDefaults {
   return {
     numPartitions: v.numPartitions as number,
     defaultReplicationFactor: v.defaultReplicationFactor as number,
-    minInsyncReplicas: v.minInsyncReplicas as number,
     uncleanLeaderElectionEnable: v.uncleanLeaderElectionEnable as boolean,
-    deleteTopicEnable: v.deleteTopicEnable as boolean,
   };
 }
 

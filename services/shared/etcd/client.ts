@@ -19,10 +19,9 @@ import {
 } from "cockatiel";
 import { type CallContext, Etcd3, type IOptions, isRecoverableError } from "etcd3";
 import { Histogram, type Registry } from "prom-client";
+import { ETCD_CONNECTION_TIMEOUT_MS_DEFAULT } from "../config/schema.js";
 import { ErrorCode, SamsaError } from "../errors.js";
 
-/** Default time {@link connectEtcd} waits for a first answer, ms (`etcd.connection.timeout.ms`). */
-export const etcdConnectTimeoutMsDefault = 10_000;
 /** Default deadline of one unary etcd call (get, put, txn, lease grant...), ms. */
 export const etcdCallTimeoutMsDefault = 5_000;
 /** gRPC keepalive ping interval on etcd channels, ms (etcd refuses pings under 5 s apart). */
@@ -57,7 +56,7 @@ export interface EtcdCallSample {
 export interface EtcdClientOptions {
   /** Client URLs, e.g. `["http://127.0.0.1:2379"]` (`etcd.endpoints`). */
   endpoints: readonly string[];
-  /** Used by {@link connectEtcd}. Default {@link etcdConnectTimeoutMsDefault} (ms). */
+  /** Used by {@link connectEtcd}. Default {@link ETCD_CONNECTION_TIMEOUT_MS_DEFAULT} (ms). */
   connectTimeoutMs?: number;
   /** Deadline of every unary call. Default {@link etcdCallTimeoutMsDefault} (ms). */
   callTimeoutMs?: number;
@@ -126,7 +125,7 @@ export function etcdClientOptions(options: EtcdClientOptions): IOptions {
   };
   return {
     hosts: [...options.endpoints],
-    dialTimeout: options.connectTimeoutMs ?? etcdConnectTimeoutMsDefault, // unused by etcd3 1.1.2
+    dialTimeout: options.connectTimeoutMs ?? ETCD_CONNECTION_TIMEOUT_MS_DEFAULT, // unused by etcd3 1.1.2
     grpcOptions: {
       "grpc.keepalive_time_ms": etcdKeepaliveTimeMs,
       "grpc.keepalive_timeout_ms": etcdKeepaliveTimeoutMs,
@@ -176,7 +175,7 @@ export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
  */
 export async function connectEtcd(options: EtcdClientOptions): Promise<Etcd3> {
   const client = createEtcdClient(options);
-  const timeoutMs = options.connectTimeoutMs ?? etcdConnectTimeoutMsDefault;
+  const timeoutMs = options.connectTimeoutMs ?? ETCD_CONNECTION_TIMEOUT_MS_DEFAULT;
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {

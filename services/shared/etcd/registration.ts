@@ -15,6 +15,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3, ITxnResponse, Lease } from "etcd3";
+import { BROKER_SESSION_TIMEOUT_MS_DEFAULT } from "../config/schema.js";
 import { ErrorCode, SamsaError } from "../errors.js";
 import { type Logger, silentLogger } from "../logger.js";
 import {
@@ -25,8 +26,8 @@ import {
   revisionNumber,
 } from "./keys.js";
 
-/** Default TTL of the registration lease, seconds. */
-export const brokerLeaseTtlSecondsDefault = 6;
+/** Default TTL of the registration lease, seconds (`broker.session.timeout.ms`'s default). */
+export const brokerLeaseTtlSecondsDefault = BROKER_SESSION_TIMEOUT_MS_DEFAULT / 1000;
 /** Added to a holder's lease TTL when waiting for a stale registration to expire, ms. */
 export const registrationConflictGraceMs = 1_000;
 /** Poll interval while waiting for a stale registration to expire, ms. */

@@ -9,6 +9,7 @@ import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import type { Registry } from "prom-client";
+import { SOCKET_REQUEST_MAX_BYTES_DEFAULT } from "../config/schema.js";
 import { assert, ErrorCode, SamsaError } from "../errors.js";
 import { type Logger, silentLogger } from "../logger.js";
 import {
@@ -25,8 +26,6 @@ import { packageDefinition, type ServiceSpec } from "./proto.js";
 export type { ServingStatus } from "grpc-health-check";
 export type { RpcContext, ServerStreamHandler, ServiceHandlers, UnaryHandler } from "./handlers.js";
 
-/** Default largest request message, bytes (Kafka's `socket.request.max.bytes`, 100 MiB). */
-export const SOCKET_REQUEST_MAX_BYTES_DEFAULT = 104_857_600;
 /** Default largest response message, bytes (fetch answers are bounded by max_bytes below it). */
 export const SERVER_SEND_MESSAGE_MAX_BYTES_DEFAULT = 104_857_600;
 /** Interval of the server's keepalive pings, which find dead clients of long streams, ms. */
@@ -56,7 +55,8 @@ export interface GrpcServerOptions {
   registry: Registry;
   /** Logger for unexpected handler errors (logged with their stack). Default: silent. */
   logger?: Logger;
-  /** Config `socket.request.max.bytes`: largest request accepted, bytes. Default 100 MiB. */
+  /** Config `socket.request.max.bytes`: largest request accepted, bytes. Default
+   * {@link SOCKET_REQUEST_MAX_BYTES_DEFAULT} (100 MiB). */
   socketRequestMaxBytes?: number;
   /** Largest response sent, bytes. Default {@link SERVER_SEND_MESSAGE_MAX_BYTES_DEFAULT}. */
   sendMessageMaxBytes?: number;

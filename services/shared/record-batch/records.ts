@@ -20,7 +20,15 @@
 import { ErrorCode, SamsaError } from "../errors.js";
 import { type BatchHeader, timestampTypeOf } from "./header.js";
 import { TimestampType } from "./layout.js";
-import { ByteReader, varintSize, varlongSize, writeVarint, writeVarlong } from "./varint.js";
+import {
+  ByteReader,
+  VARINT_BYTES_MAX,
+  VARLONG_BYTES_MAX,
+  varintSize,
+  varlongSize,
+  writeVarint,
+  writeVarlong,
+} from "./varint.js";
 
 /** One record header: a UTF-8 key and an optional value. */
 export interface RecordHeader {
@@ -69,18 +77,18 @@ function nullableBytes(b: Buffer | null | undefined): number {
   return b == null ? 1 : varintSize(b.length) + b.length;
 }
 
-/** Bytes of the record body (everything after its length varint). */
-export function recordBodyBytes(
-  record: ProducerRecord,
-  timestampDelta: number,
-  offsetDelta: number,
-): number {
-  let n =
-    1 +
-    varlongSize(timestampDelta) +
-    varintSize(offsetDelta) +
-    nullableBytes(record.key) +
-    nullableBytes(record.value);
+/**
+ * Most bytes a record's fixed fields can take, whatever its place in its batch: the length
+ * varint (5), attributes (1), the timestamp delta varlong (10) and the offset delta varint (5),
+ * 21 in all, Kafka's `DefaultRecord.MAX_RECORD_OVERHEAD`. The key, the value and the headers,
+ * with their length varints and the header count, come on top: see {@link recordBytesMax}.
+ */
+export const RECORD_OVERHEAD_BYTES_MAX =
+  VARINT_BYTES_MAX + 1 + VARLONG_BYTES_MAX + VARINT_BYTES_MAX;
+
+/** Bytes of a record's key, value, header count and headers, with their length varints. */
+function recordContentBytes(record: ProducerRecord): number {
+  let n = nullableBytes(record.key) + nullableBytes(record.value);
   const headers = record.headers;
   if (headers === undefined || headers.length === 0) return n + 1;
   n += varintSize(headers.length);
@@ -89,6 +97,24 @@ export function recordBodyBytes(
     n += varintSize(keyBytes) + keyBytes + nullableBytes(h.value);
   }
   return n;
+}
+
+/**
+ * An upper bound of a record's encoded size (uncompressed), before its batch is known: the
+ * exact size of its contents plus {@link RECORD_OVERHEAD_BYTES_MAX}. Producers (the client and
+ * the gateway) build batches to this estimate, so a batch never exceeds the size it aimed at.
+ */
+export function recordBytesMax(record: ProducerRecord): number {
+  return RECORD_OVERHEAD_BYTES_MAX + recordContentBytes(record);
+}
+
+/** Bytes of the record body (everything after its length varint). */
+export function recordBodyBytes(
+  record: ProducerRecord,
+  timestampDelta: number,
+  offsetDelta: number,
+): number {
+  return 1 + varlongSize(timestampDelta) + varintSize(offsetDelta) + recordContentBytes(record);
 }
 
 /** Bytes of the whole encoded record given its body size. */
