@@ -38,6 +38,10 @@ const HOST_PORTS = {
   CONTROLLER_PORT: 29093,
   CONTROLLER_2_PORT: 29095,
   PROMETHEUS_PORT: 29090,
+  // The brokers' EXTERNAL listeners (docker-compose.yml): published, so they need ports too.
+  BROKER_1_PORT: 29192,
+  BROKER_2_PORT: 29193,
+  BROKER_3_PORT: 29194,
 } as const;
 const GATEWAY = `127.0.0.1:${HOST_PORTS.GATEWAY_PORT}`;
 const PROMETHEUS = `http://127.0.0.1:${HOST_PORTS.PROMETHEUS_PORT}`;
