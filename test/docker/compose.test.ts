@@ -456,7 +456,8 @@ describe("docker-compose cluster", { timeout: 30 * 60_000 }, () => {
       `killed broker-${victim}: ${offline.length} of ${PARTITIONS} ${TOPIC} partitions offline ` +
         "(no other in-sync replica)",
     );
-    if (offline.length === 0) await checkAllRecords(); // every partition had another replica
+    // Reading the replicated topic while a broker is down needs replication; that feature
+    // brings its own unconditional test. Until then every record is checked after the restart.
 
     await run("docker", ["start", container]);
     await waitAllHealthy();
