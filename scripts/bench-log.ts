@@ -27,7 +27,8 @@ import { mkdir, mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { PartitionLog } from "../services/broker/log/partition-log.js";
+import { FilePartitionLog } from "../services/broker/log/file-partition-log.js";
+import type { PartitionLog } from "../services/broker/log/partition-log.js";
 import {
   DEFAULT_LOG_CONFIG,
   FLUSH_SCHEDULER_INTERVAL_MS_DEFAULT,
@@ -284,7 +285,7 @@ async function runAppends(
 
 async function openLog(dir: string): Promise<PartitionLog> {
   await mkdir(dir, { recursive: true });
-  return PartitionLog.open({
+  return FilePartitionLog.open({
     dir,
     topic: "bench",
     partition: 0,

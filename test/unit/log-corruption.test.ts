@@ -29,7 +29,8 @@ import {
   writePartitionCheckpoint,
 } from "../../services/broker/log/partition-checkpoint.js";
 import { CLEAN_SHUTDOWN_FILE } from "../../services/broker/log/partition-loader.js";
-import { PartitionLog } from "../../services/broker/log/partition-log.js";
+import { FilePartitionLog } from "../../services/broker/log/file-partition-log.js";
+import type { PartitionLog } from "../../services/broker/log/partition-log.js";
 import {
   LOG_FILE_SUFFIX,
   OFFSET_INDEX_FILE_SUFFIX,
@@ -108,7 +109,7 @@ function recordsOf(batch: number): ProducerRecord[] {
 }
 
 function openLog(dir: string, lines: CapturedLine[] = []): Promise<PartitionLog> {
-  return PartitionLog.open({
+  return FilePartitionLog.open({
     dir,
     topic: "t",
     partition: 0,

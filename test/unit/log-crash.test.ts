@@ -23,7 +23,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_LOG_CONFIG, validateLogConfig } from "../../services/shared/config/log-config.js";
-import { PartitionLog } from "../../services/broker/log/partition-log.js";
+import { FilePartitionLog } from "../../services/broker/log/file-partition-log.js";
+import type { PartitionLog } from "../../services/broker/log/partition-log.js";
 import { type CapturedLine, memoryLogger } from "../../services/shared/logger.js";
 import { decodeBatches } from "../../services/shared/record-batch/builder.js";
 import { validateBatch } from "../../services/shared/record-batch/header.js";
@@ -136,7 +137,7 @@ interface ScanResult {
  */
 async function withScannedLog(dir: string, body: (scan: ScanResult) => Promise<void>) {
   const lines: CapturedLine[] = [];
-  const log = await PartitionLog.open({
+  const log = await FilePartitionLog.open({
     dir,
     topic: "crash",
     partition: 0,

@@ -18,7 +18,8 @@ import {
   type LogConfig,
   validateLogConfig,
 } from "../../services/shared/config/log-config.js";
-import { PartitionLog } from "../../services/broker/log/partition-log.js";
+import { FilePartitionLog } from "../../services/broker/log/file-partition-log.js";
+import type { PartitionLog } from "../../services/broker/log/partition-log.js";
 import { ErrorCode, isSamsaError } from "../../services/shared/errors.js";
 import { silentLogger } from "../../services/shared/logger.js";
 import { buildBatch, decodeBatches } from "../../services/shared/record-batch/builder.js";
@@ -234,7 +235,7 @@ interface Run {
 }
 
 function openLog(run: Pick<Run, "dir" | "config">): Promise<PartitionLog> {
-  return PartitionLog.open({
+  return FilePartitionLog.open({
     dir: run.dir,
     topic: "prop",
     partition: 0,

@@ -16,7 +16,8 @@ import {
 } from "../../services/shared/config/log-config.js";
 import { LogManager } from "../../services/broker/log/log-manager.js";
 import { readPartitionCheckpoint } from "../../services/broker/log/partition-checkpoint.js";
-import { PartitionLog } from "../../services/broker/log/partition-log.js";
+import { FilePartitionLog } from "../../services/broker/log/file-partition-log.js";
+import type { PartitionLog } from "../../services/broker/log/partition-log.js";
 import { ErrorCode, isSamsaError } from "../../services/shared/errors.js";
 import { type CapturedLine, memoryLogger, silentLogger } from "../../services/shared/logger.js";
 import {
@@ -67,7 +68,7 @@ async function harness(t: TestContext): Promise<Harness> {
     clock: { ms: T0_MS },
     lines: [],
     async open(overrides = {}, dir = h.dir) {
-      const log = await PartitionLog.open({
+      const log = await FilePartitionLog.open({
         dir,
         topic: "topic",
         partition: 0,

@@ -14,7 +14,8 @@ import {
 } from "../../shared/config/log-config.js";
 import { ErrorCode, SamsaError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
-import { PartitionLog } from "./partition-log.js";
+import { FilePartitionLog } from "./file-partition-log.js";
+import type { PartitionLog } from "./partition-log.js";
 
 /** Suffix of a partition directory being deleted. */
 export const DELETE_DIR_SUFFIX = "-delete";
@@ -149,7 +150,7 @@ export class LogManager {
     config: LogConfig,
   ): Promise<PartitionLog> {
     const k = key(topic, partition);
-    const log = await PartitionLog.open({
+    const log = await FilePartitionLog.open({
       dir: join(logDir, k),
       topic,
       partition,

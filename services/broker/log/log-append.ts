@@ -1,0 +1,279 @@
+/**
+ * The append pipeline of one partition log: validate in the caller, queue (bounded), then on
+ * the serial write queue take a group of pending appends, assign offsets, stamp base offset and
+ * leader epoch in place (outside the CRC), roll where a segment limit says so, and write the
+ * group with one vectored write (group commit), with one fsync in strict mode.
+ *
+ * This is the one place where offsets are assigned and the log end advances; per-batch checks
+ * that depend on the log's state at write time (follower offsets, fencing, and next producer
+ * state) belong in {@link AppendPipeline.checkItem}, which runs there in order.
+ */
+import { ErrorCode, SamsaError } from "../../shared/errors.js";
+import {
+  type BatchesSummary,
+  stampBatch,
+  validateBatches,
+} from "../../shared/record-batch/header.js";
+import type { LogFlusher } from "./log-flush.js";
+import type { LogState } from "./log-state.js";
+import type { AppendResult } from "./partition-log.js";
+import type { AppendedBatch } from "./segment.js";
+
+/** Bytes of appends waiting for the writer before `append` starts waiting (backpressure). */
+export const PENDING_APPEND_BYTES_MAX = 64 * 1024 * 1024;
+/** Bytes written by one vectored write at most (one group commit). */
+export const APPEND_GROUP_BYTES_MAX = 16 * 1024 * 1024;
+/** Batches written by one vectored write at most (bounds the iovec list). */
+export const APPEND_GROUP_BATCHES_MAX = 4096;
+
+interface PendingAppend {
+  buf: Buffer;
+  summary: BatchesSummary;
+  /** Leader epoch to stamp; undefined for follower appends (bytes kept as sent). */
+  leaderEpoch: number | undefined;
+  resolve: (r: AppendResult) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Batches ready for one vectored write, with the appends they complete. */
+interface WriteChunk {
+  chunks: Buffer[];
+  infos: AppendedBatch[];
+  done: Array<[PendingAppend, AppendResult]>;
+  bytes: number;
+}
+
+const emptyChunk = (): WriteChunk => ({ chunks: [], infos: [], done: [], bytes: 0 });
+
+/** The write side of one partition log. */
+export class AppendPipeline {
+  private pending: PendingAppend[] = [];
+  private pendingBytes = 0;
+  private draining = false;
+  private drainWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly log: LogState,
+    private readonly flusher: LogFlusher,
+  ) {}
+
+  /** Validates and queues a leader append; see `PartitionLog.append`. */
+  async appendAsLeader(batches: Buffer, epoch: number | undefined): Promise<AppendResult> {
+    const log = this.log;
+    log.checkUsable();
+    const leaderEpoch = epoch ?? Math.max(log.epochs.latestEpoch(), 0);
+    if (leaderEpoch < log.epochs.latestEpoch()) {
+      throw new SamsaError(
+        ErrorCode.FENCED_LEADER_EPOCH,
+        `leader epoch ${leaderEpoch} is older than the log's ${log.epochs.latestEpoch()}`,
+      );
+    }
+    const summary = validateBatches(batches, { maxBatchBytes: log.maxBatchBytes });
+    return this.enqueue(batches, summary, leaderEpoch);
+  }
+
+  /** Validates and queues a follower append; see `PartitionLog.appendAsFollower`. */
+  async appendAsFollower(batches: Buffer): Promise<AppendResult> {
+    this.log.checkUsable();
+    const summary = validateBatches(batches, { maxBatchBytes: this.log.maxBatchBytes });
+    let next = -1;
+    for (const h of summary.headers) {
+      if (h.baseOffset < next) {
+        throw new SamsaError(
+          ErrorCode.CORRUPT_MESSAGE,
+          `follower batch offsets go backwards at ${h.baseOffset}`,
+        );
+      }
+      next = h.baseOffset + h.lastOffsetDelta + 1;
+    }
+    return this.enqueue(batches, summary, undefined);
+  }
+
+  private async enqueue(
+    buf: Buffer,
+    summary: BatchesSummary,
+    leaderEpoch: number | undefined,
+  ): Promise<AppendResult> {
+    while (this.pendingBytes > PENDING_APPEND_BYTES_MAX) {
+      await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+      this.log.checkUsable();
+    }
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.pending.push({ buf, summary, leaderEpoch, resolve, reject });
+      this.pendingBytes += buf.length;
+      if (!this.draining) {
+        this.draining = true;
+        void this.log.queue.run(() => this.drain());
+      }
+    });
+  }
+
+  /** Writes one group of what is pending; runs on the write queue. */
+  private async drain(): Promise<void> {
+    try {
+      if (this.pending.length > 0) await this.writeGroup(this.takeGroup());
+    } finally {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+      // One group per turn: truncation, roll and retention queued meanwhile go next, so a
+      // steady stream of appends never starves them.
+      if (this.pending.length > 0) void this.log.queue.run(() => this.drain());
+      else this.draining = false;
+    }
+  }
+
+  private takeGroup(): PendingAppend[] {
+    const group: PendingAppend[] = [];
+    let bytes = 0;
+    let batches = 0;
+    while (this.pending.length > 0) {
+      const next = this.pending[0]!;
+      if (
+        group.length > 0 &&
+        (bytes + next.buf.length > APPEND_GROUP_BYTES_MAX ||
+          batches + next.summary.headers.length > APPEND_GROUP_BATCHES_MAX)
+      )
+        break;
+      this.pending.shift();
+      this.pendingBytes -= next.buf.length;
+      bytes += next.buf.length;
+      batches += next.summary.headers.length;
+      group.push(next);
+    }
+    return group;
+  }
+
+  /**
+   * Assigns offsets to a group of appends and writes it, rolling first where a segment limit
+   * says so. Items that fail a check (see {@link checkItem}) are rejected alone; a failed write
+   * takes the log offline.
+   */
+  private async writeGroup(group: PendingAppend[]): Promise<void> {
+    const log = this.log;
+    let w = emptyChunk();
+    let next = log.endOffset;
+    let latestEpoch = log.epochs.latestEpoch();
+    const writeChunk = async () => {
+      if (w.chunks.length > 0) await this.writeChunk(w);
+      w = emptyChunk();
+    };
+    try {
+      for (const item of group) {
+        const refused = this.checkItem(item, next, latestEpoch);
+        if (refused) {
+          item.reject(refused);
+          continue;
+        }
+        const headers = item.summary.headers;
+        const base = item.leaderEpoch === undefined ? headers[0]!.baseOffset : next;
+        const last =
+          item.leaderEpoch === undefined
+            ? headers.at(-1)!.baseOffset + headers.at(-1)!.lastOffsetDelta
+            : next + item.summary.offsetCount - 1;
+        if (log.active.mustRoll(w.bytes, item.buf.length, last, log.now(), log.rollJitterMs)) {
+          await writeChunk();
+          await log.rollAt(base);
+        }
+        next = this.stampItem(item, next, w.infos);
+        for (const h of headers) latestEpoch = Math.max(latestEpoch, h.partitionLeaderEpoch);
+        w.chunks.push(item.buf);
+        w.bytes += item.buf.length;
+        w.done.push([
+          item,
+          { baseOffset: base, lastOffset: next - 1, recordCount: item.summary.recordCount },
+        ]);
+      }
+      await writeChunk();
+    } catch (err) {
+      this.fail(err, group, w.done);
+    }
+  }
+
+  /**
+   * Checks an append against the log as it is when its turn comes (on the write queue, with
+   * `next` the offset it would get and `latestEpoch` the epoch of the batches before it).
+   * Returns the error to reject it with, or undefined to write it.
+   */
+  private checkItem(
+    item: PendingAppend,
+    next: number,
+    latestEpoch: number,
+  ): SamsaError | undefined {
+    const first = item.summary.headers[0]!;
+    if (item.leaderEpoch === undefined && first.baseOffset < next) {
+      return new SamsaError(
+        ErrorCode.OFFSET_OUT_OF_RANGE,
+        `follower append at ${first.baseOffset} is behind the log end ${next}`,
+      );
+    }
+    if (item.leaderEpoch !== undefined && item.leaderEpoch < latestEpoch) {
+      // Checked again here: appends of two epochs queued together must stay in order.
+      return new SamsaError(
+        ErrorCode.FENCED_LEADER_EPOCH,
+        `leader epoch ${item.leaderEpoch} is older than the log's ${latestEpoch}`,
+      );
+    }
+    return undefined;
+  }
+
+  /** Stamps offsets (leader) and records epochs; returns the offset after the item. */
+  private stampItem(item: PendingAppend, next: number, infos: AppendedBatch[]): number {
+    const { headers, positions } = item.summary;
+    for (let i = 0; i < headers.length; i++) {
+      const h = headers[i]!;
+      if (item.leaderEpoch !== undefined) {
+        stampBatch(item.buf, positions[i]!, next, item.leaderEpoch);
+        h.baseOffset = next;
+        h.partitionLeaderEpoch = item.leaderEpoch;
+      }
+      infos.push({
+        baseOffset: h.baseOffset,
+        lastOffset: h.baseOffset + h.lastOffsetDelta,
+        maxTimestamp: h.maxTimestamp,
+        size: h.batchLength + 12,
+      });
+      next = h.baseOffset + h.lastOffsetDelta + 1;
+    }
+    return next;
+  }
+
+  /** Writes one chunk to the active segment, advances the log end, flushes per policy. */
+  private async writeChunk(w: WriteChunk): Promise<void> {
+    const log = this.log;
+    await log.active.append(w.chunks, w.infos);
+    for (const [item] of w.done) {
+      for (const h of item.summary.headers) {
+        if (h.partitionLeaderEpoch > log.epochs.latestEpoch())
+          log.epochs.assign(h.partitionLeaderEpoch, h.baseOffset);
+      }
+      log.unflushedMessages += item.summary.recordCount;
+    }
+    log.endOffset = w.infos.at(-1)!.lastOffset + 1;
+    if (log.config.flushMessages > 0 && log.unflushedMessages >= log.config.flushMessages) {
+      await this.flusher.flushNow();
+    } else if (log.config.flushStrict) {
+      await log.active.syncData();
+    }
+    for (const [item, result] of w.done) item.resolve(result);
+  }
+
+  /** A write failed: the log goes offline and every append not yet resolved is rejected. */
+  private fail(err: unknown, group: PendingAppend[], done: WriteChunk["done"]): void {
+    const log = this.log;
+    const failure =
+      err instanceof SamsaError
+        ? err
+        : new SamsaError(
+            ErrorCode.KAFKA_STORAGE_ERROR,
+            `write to ${log.dir} failed: ${(err as Error).message}`,
+            { cause: err },
+          );
+    log.failure = failure;
+    log.logger.error("log write failed; partition log is offline", { error: failure.message });
+    for (const [item] of done) item.reject(failure);
+    for (const item of group) item.reject(failure);
+    for (const item of this.pending.splice(0)) item.reject(failure);
+    this.pendingBytes = 0;
+  }
+}
