@@ -12,6 +12,8 @@ import type {
   ProcessHandle,
 } from "../../services/local-cluster/local-cluster.js";
 import { ErrorCode } from "../../services/shared/errors.js";
+import { createEtcdClient } from "../../services/shared/etcd/client.js";
+import { decodeControllerInfo, EtcdKeys, toEtcdKeyValue } from "../../services/shared/etcd/keys.js";
 import { unary } from "../../services/shared/grpc/client.js";
 import { CONTROLLER_METADATA_KEY } from "../../services/shared/grpc/errors.js";
 import { waitFor } from "../support/wait-for.js";
@@ -28,16 +30,35 @@ import {
   waitForLeaders,
 } from "./cluster-helpers.js";
 
-/** The controller election lease is 6 s; etcd expires leases within about a second after. */
-const CRASH_FAILOVER_MS_MAX = 12_000;
-/** A resigning controller deletes its key: the standby should follow within a moment. */
-const RESIGN_FAILOVER_MS_MAX = 3_000;
+/**
+ * How long a test waits for the standby to take over, ms. It bounds a wait, it is not a
+ * measurement: the election lease (6 s) has to expire after a crash, and a loaded machine may
+ * take a while longer.
+ */
+const FAILOVER_TIMEOUT_MS = 20_000;
+/** The local cluster's `cluster.id` (the config default). */
+const CLUSTER_ID = "samsa";
 
 describe("cluster: controller failover", { timeout: 60_000 }, () => {
   let cluster: LocalCluster;
   const clients = new Clients();
   const admin = (p: ProcessHandle) => clients.admin(p.address);
   const other = (a: ActiveController) => cluster.controllerProcesses.find((c) => c !== a.handle)!;
+
+  /** The ids of the controllers holding an election key in etcd (candidates, leader first). */
+  const controllerCandidates = async (): Promise<string[]> => {
+    const etcd = createEtcdClient({ endpoints: [cluster.etcdEndpoint] });
+    try {
+      const prefix = EtcdKeys.forCluster(CLUSTER_ID).controllerPrefix();
+      const res = await etcd.getAll().prefix(prefix).exec();
+      return res.kvs
+        .map((kv) => decodeControllerInfo(toEtcdKeyValue(kv)))
+        .sort((a, b) => a.epoch - b.epoch)
+        .map((info) => info.id);
+    } finally {
+      etcd.close();
+    }
+  };
 
   /** Waits until a controller other than `old` is active with a higher epoch; returns it. */
   const waitForSuccessor = async (old: ActiveController, timeoutMs: number) => {
@@ -85,7 +106,6 @@ describe("cluster: controller failover", { timeout: 60_000 }, () => {
     const broker = clients.broker(cluster.broker(leader!).address);
 
     await first.handle.kill("SIGKILL");
-    const killedAt = Date.now();
     const standby = other(first);
 
     // Until the dead controller's lease expires the standby still names it, cannot forward to
@@ -100,9 +120,7 @@ describe("cluster: controller failover", { timeout: 60_000 }, () => {
     // Brokers do not need a controller to serve the partitions they lead.
     assert.equal(await produce(broker, topic, 0, [{ value: Buffer.from("no controller") }]), 0);
 
-    await waitForSuccessor(first, CRASH_FAILOVER_MS_MAX + 5_000);
-    const failoverMs = Date.now() - killedAt;
-    assert.ok(failoverMs < CRASH_FAILOVER_MS_MAX, `failover took ${failoverMs} ms`);
+    await waitForSuccessor(first, FAILOVER_TIMEOUT_MS);
 
     // The new controller creates topics, and brokers learn of them.
     const created = uniqueTopic("after-failover");
@@ -129,11 +147,18 @@ describe("cluster: controller failover", { timeout: 60_000 }, () => {
 
   test("SIGTERM of the active controller resigns: the standby takes over at once", async () => {
     const active = await cluster.activeController();
-    const stoppedAt = Date.now();
+    assert.ok(
+      (await controllerCandidates()).includes(active.id),
+      "the active controller's election key is in etcd",
+    );
     await active.handle.stop();
-    await waitForSuccessor(active, RESIGN_FAILOVER_MS_MAX + 5_000);
-    const handoverMs = Date.now() - stoppedAt;
-    assert.ok(handoverMs < RESIGN_FAILOVER_MS_MAX, `hand-over took ${handoverMs} ms`);
+    // Resigned, not expired: by the time the process has exited its election key is gone,
+    // whereas a crashed controller's key stays until its lease runs out.
+    assert.ok(
+      !(await controllerCandidates()).includes(active.id),
+      "the stopped controller deleted its election key",
+    );
+    await waitForSuccessor(active, FAILOVER_TIMEOUT_MS);
     const [r] = await createTopics(admin(other(active)), [{ name: uniqueTopic("after-resign") }]);
     assert.equal(r!.errorCode, 0, r!.errorMessage);
     await active.handle.restart();
