@@ -13,8 +13,9 @@
  * the command: topics and records are still there next time. Ctrl-C (SIGINT), SIGTERM or SIGHUP
  * stops the gateway, brokers, controllers and etcd in that order; a second Ctrl-C kills them at once.
  *
- * etcd is Debian's (`apt-get install etcd-server`). When it is missing the command says so and
- * exits 1: it never installs system packages on its own.
+ * etcd is Debian's (`apt-get install etcd-server`). `npm run cluster` installs it first when it is
+ * missing and the user is root with apt (the `precluster` hook, scripts/bootstrap.sh, which also
+ * runs `npm ci` on a fresh clone); run directly, this command only says so and exits 1.
  *
  * Flags: `--data-dir=<dir>`, `--log-level=error|warn|info|debug` (default info), `--help`.
  */

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Samsa image (samsa:latest) on this machine without any registry:
-#   1. scripts/docker-setup.sh: Docker, a running engine and the local base images;
-#   2. `npm ci` when node_modules is missing, and `npm run gen` (the build compiles TypeScript);
+#   1. scripts/bootstrap.sh (`npm ci` when node_modules is missing or stale): the local base has
+#      no npm, so the build uses this machine's node_modules (and their native addons' libraries
+#      go into the node base);
+#   2. scripts/docker-setup.sh: Docker, a running engine and the local base images; `npm run gen`;
 #   3. docker build -f deploy/Dockerfile from the local samsa/node-base:20.
 # Then prints the exports docker-compose.yml reads to use the local images:
 #   eval "$(bash scripts/docker-build.sh)" && docker-compose up -d
@@ -27,13 +29,9 @@ SERVICE_IMAGE=${SERVICE_IMAGE:-samsa:latest}
 NODE_IMAGE=${NODE_IMAGE:-samsa/node-base:20}
 
 started=$SECONDS
+bash scripts/bootstrap.sh >&2
 # docker-setup.sh prints the base images' exports on stdout; keep them for the end.
 base_exports=$(bash scripts/docker-setup.sh "${setup_args[@]}")
-
-if [ ! -d node_modules ]; then
-  log "npm ci"
-  npm ci --no-audit --no-fund >&2
-fi
 log "npm run gen"
 npm run --silent gen >&2
 
@@ -52,4 +50,6 @@ docker image prune -f --filter label=io.samsa.image >/dev/null
 log "built $SERVICE_IMAGE in $((SECONDS - started))s"
 
 echo "$base_exports"
+# The base this image was built on (a later line wins over the setup's default), for `--build`.
+echo "export NODE_IMAGE=$NODE_IMAGE"
 echo "export SERVICE_IMAGE=$SERVICE_IMAGE"
