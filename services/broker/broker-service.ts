@@ -7,6 +7,7 @@
 import type { BrokerServiceHandlers } from "../shared/generated/samsa/v1/BrokerService.js";
 import type { OffsetsForLeaderEpochRequest__Output } from "../shared/generated/samsa/v1/OffsetsForLeaderEpochRequest.js";
 import type { ServiceHandlers } from "../shared/grpc/handlers.js";
+import type { ReplicationServiceHandlers } from "../shared/grpc/proto.js";
 import { describeMetadata } from "../shared/metadata/metadata-answer.js";
 import { NO_OFFSET } from "../shared/protocol-limits.js";
 import {
@@ -19,6 +20,7 @@ import { fetch } from "./handlers/fetch.js";
 import { type BrokerServiceDeps, type HandlerDeps, handlerDeps } from "./handlers/handler-deps.js";
 import { listOffsets } from "./handlers/list-offsets.js";
 import { produce } from "./handlers/produce.js";
+import { replicaFetch } from "./handlers/replica-fetch.js";
 import { UNDEFINED_EPOCH } from "./log/leader-epoch-cache.js";
 import { subscribe } from "./subscribe.js";
 
@@ -45,6 +47,16 @@ function offsetsForLeaderEpoch(deps: HandlerDeps, request: OffsetsForLeaderEpoch
     }
   });
   return { partitions };
+}
+
+/** Builds the ReplicationService handlers (the leader side of replica fetching). */
+export function replicationServiceHandlers(
+  brokerDeps: BrokerServiceDeps,
+): ServiceHandlers<ReplicationServiceHandlers> {
+  const deps = handlerDeps(brokerDeps);
+  return {
+    ReplicaFetch: async (request, _call, ctx) => replicaFetch(deps, request, ctx.signal),
+  };
 }
 
 /** Builds the handlers. */

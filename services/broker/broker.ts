@@ -7,14 +7,9 @@
  */
 import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
-import {
-  type BrokerConfig,
-  brokerLogConfig,
-  formatHostPort,
-  topicConfigOf,
-} from "../shared/config/index.js";
+import { type BrokerConfig, brokerLogConfig, formatHostPort } from "../shared/config/index.js";
 import { BrokerRegistrar } from "../shared/etcd/registration.js";
-import { brokerService } from "../shared/grpc/proto.js";
+import { brokerService, replicationService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { runShutdownSteps } from "../shared/run-service.js";
@@ -22,10 +17,15 @@ import { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { createRegistry, type MetricsServer, startMetricsServer } from "../shared/metrics.js";
 import { connectClusterEtcd } from "../shared/service-setup.js";
 import { BrokerMetrics } from "./broker-metrics.js";
-import { type BrokerServiceDeps, brokerServiceHandlers } from "./broker-service.js";
+import {
+  type BrokerServiceDeps,
+  brokerServiceHandlers,
+  replicationServiceHandlers,
+} from "./broker-service.js";
 import { describeListeners, type ListenerServers, listenOnEvery } from "./listener-servers.js";
 import { LogManager } from "./log/log-manager.js";
 import { ReplicaManager } from "./replica-manager.js";
+import { ReplicationMetrics } from "./replication/replication-metrics.js";
 
 /** Options beyond the config (tests inject a logger). */
 export interface BrokerOptions {
@@ -92,12 +92,26 @@ export class Broker {
       this.metadata = new ClusterMetadata(this.etcd, keys, this.logger);
       await this.metadata.start();
       const metrics = new BrokerMetrics(this.registry, () => this.replicas);
+      const replicationMetrics = new ReplicationMetrics(this.registry, () => this.replicas);
       this.replicas = new ReplicaManager({
         brokerId: c.brokerId,
         logManager: this.logManager,
         metadata: this.metadata,
         baseLogConfig,
         logger: this.logger,
+        etcd,
+        keys,
+        brokerEpoch: () => this.registrar?.current?.brokerEpoch ?? -1,
+        minInsyncReplicas: c.minInsyncReplicas,
+        replicaLagTimeMsMax: c.replicaLagTimeMsMax,
+        fetcher: {
+          fetchWaitMsMax: c.replicaFetchWaitMsMax,
+          fetchPartitionBytesMax: c.replicaFetchBytesMax,
+          fetchResponseBytesMax: c.replicaFetchResponseBytesMax,
+          fetchBackoffMs: c.replicaFetchBackoffMs,
+        },
+        events: replicationMetrics.events,
+        onReplicaFetched: (bytes) => replicationMetrics.recordReplicaFetch(bytes),
       });
       await this.replicas.start();
       const metadata = this.metadata;
@@ -110,10 +124,6 @@ export class Broker {
         metadata,
         metrics,
         logger: serviceLogger,
-        minInsyncReplicas: (topic) => {
-          const record = metadata.topic(topic);
-          return (record && topicConfigOf(record).minInsyncReplicas) ?? c.minInsyncReplicas;
-        },
         controllerId: () => (metadata.activeController()?.id ?? "").toString(),
       };
       const createServer = (listenerName: string): GrpcServer => {
@@ -122,7 +132,12 @@ export class Broker {
           logger: this.logger,
           socketRequestMaxBytes: c.socketRequestMaxBytes,
         });
-        server.addService(brokerService, brokerServiceHandlers({ ...serviceDeps, listenerName }));
+        const deps = { ...serviceDeps, listenerName };
+        server.addService(brokerService, brokerServiceHandlers(deps));
+        // Followers fetch on the inter-broker listener only; clients never see the service.
+        if (listenerName === c.interBrokerListenerName) {
+          server.addService(replicationService, replicationServiceHandlers(deps));
+        }
         return server;
       };
       this.listening = await listenOnEvery(c.listeners, createServer);

@@ -3,14 +3,25 @@
  * a partition whose replicas include this broker gets its log opened (with its topic's configs)
  * and becomes leader or follower as the state says; a partition reassigned away or whose topic is
  * deleted is closed and its data removed. Changes are applied one partition at a time, in order.
+ * A follower partition is handed to the replica fetcher of its leader (fetcher-manager.ts); led
+ * partitions are checked every half `replica.lag.time.max.ms` for followers to drop from the ISR.
  */
 import { type LogConfig, topicConfigOf, topicLogConfig } from "../shared/config/index.js";
-import type { PartitionState, TopicRecord } from "../shared/etcd/keys.js";
+import type { Etcd3 } from "etcd3";
+import {
+  type EtcdKeys,
+  noLeader,
+  type PartitionState,
+  type TopicRecord,
+} from "../shared/etcd/keys.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import type { LogManager } from "./log/log-manager.js";
-import { Partition } from "./partition.js";
+import { Partition, type PartitionEvents } from "./partition.js";
+import type { FetcherSettings } from "./replication/fetcher.js";
+import { FetcherManager } from "./replication/fetcher-manager.js";
+import { updateIsr } from "./replication/isr-updater.js";
 
 function key(topic: string, partition: number): string {
   return `${topic}-${partition}`;
@@ -24,6 +35,21 @@ export interface ReplicaManagerOptions {
   /** The broker's log defaults (log.* settings), under each topic's overrides. */
   baseLogConfig: LogConfig;
   logger: Logger;
+  /** etcd, for the leader's ISR writes. */
+  etcd: Etcd3;
+  keys: EtcdKeys;
+  /** This broker's current broker epoch (its registration's; -1 before it registered). */
+  brokerEpoch: () => number;
+  /** The broker's `min.insync.replicas`, under each topic's own. */
+  minInsyncReplicas: number;
+  /** `replica.lag.time.max.ms`. */
+  replicaLagTimeMsMax: number;
+  /** `replica.fetch.*`. */
+  fetcher: FetcherSettings;
+  /** Replication events, for metrics. */
+  events?: PartitionEvents;
+  /** Called with the bytes of each replica fetch answer. */
+  onReplicaFetched?: (bytes: number) => void;
   /** Called after a partition is opened, changes role, or is removed. */
   onPartitionsChanged?: () => void;
 }
@@ -33,11 +59,21 @@ export class ReplicaManager {
   private readonly topicIds = new Map<string, string>();
   private readonly chains = new Map<string, Promise<void>>();
   private readonly logger: Logger;
+  private readonly fetchers: FetcherManager;
   private unsubscribe: (() => void) | undefined;
+  private shrinkTimer: NodeJS.Timeout | undefined;
   private stopped = false;
 
   constructor(private readonly options: ReplicaManagerOptions) {
     this.logger = options.logger.child({ component: "replica-manager" });
+    this.fetchers = new FetcherManager({
+      brokerId: options.brokerId,
+      brokerEpoch: options.brokerEpoch,
+      metadata: options.metadata,
+      settings: options.fetcher,
+      logger: options.logger,
+      onFetched: options.onReplicaFetched,
+    });
   }
 
   /** Applies the current metadata and follows its changes. Call after metadata.start(). */
@@ -46,7 +82,15 @@ export class ReplicaManager {
     this.unsubscribe = metadata.onChange((change) => {
       if (change.kind === "partition") this.schedule(change.topic, change.partition);
       if (change.kind === "topic") this.scheduleTopic(change.event.key);
+      // A leader that registered again (restart, new address) is fetched from anew.
+      if (change.kind === "broker") this.scheduleFollowersOf(change.event.key);
     });
+    const shrinkCheckMs = Math.max(1, Math.floor(this.options.replicaLagTimeMsMax / 2));
+    this.shrinkTimer = setInterval(() => {
+      const now = Date.now();
+      for (const p of this.partitions.values()) p.maybeShrinkIsr(now);
+    }, shrinkCheckMs);
+    this.shrinkTimer.unref();
     metadata.onResync(() => this.reconcileAll());
     // Logs on disk whose partition no longer exists (deleted while this broker was down).
     for (const log of logManager.allLogs()) this.schedule(log.topic, log.partition);
@@ -60,6 +104,14 @@ export class ReplicaManager {
     for (const p of this.options.metadata.partitions(name)) this.schedule(name, p.partition);
     for (const p of this.partitions.values())
       if (p.topic === name) this.schedule(name, p.partition);
+  }
+
+  private scheduleFollowersOf(brokerKey: string): void {
+    const id = Number(brokerKey.slice(brokerKey.lastIndexOf("/") + 1));
+    for (const p of this.partitions.values()) {
+      const state = this.options.metadata.partition(p.topic, p.partition);
+      if (state?.leader === id && !p.isLeader) this.schedule(p.topic, p.partition);
+    }
   }
 
   private reconcileAll(): void {
@@ -104,14 +156,27 @@ export class ReplicaManager {
       if (!assigned) return;
     }
     const p = this.partitions.get(k) ?? (await this.open(record!, partition));
-    this.applyState(p, state!);
+    await this.applyState(p, state!);
   }
 
   private async open(record: TopicRecord, partition: number): Promise<Partition> {
     // Only log settings shape the log; others (min.insync.replicas, ...) are read elsewhere.
     const config = topicLogConfig(this.options.baseLogConfig, topicConfigOf(record));
     const log = await this.options.logManager.getOrCreateLog(record.name, partition, config);
-    const p = new Partition(record.name, partition, log, this.options.brokerId);
+    const { brokerId, etcd, keys } = this.options;
+    const name = record.name;
+    const p = new Partition(name, partition, log, {
+      brokerId,
+      minInsyncReplicas: () => {
+        const current = this.options.metadata.topic(name);
+        const own = current && topicConfigOf(current).minInsyncReplicas;
+        return own ?? this.options.minInsyncReplicas;
+      },
+      replicaLagTimeMsMax: this.options.replicaLagTimeMsMax,
+      writeIsr: (change) => updateIsr(etcd, keys, change),
+      logger: this.logger,
+      events: this.options.events,
+    });
     this.partitions.set(key(record.name, partition), p);
     this.topicIds.set(key(record.name, partition), record.id);
     this.logger.info("hosting partition", {
@@ -122,18 +187,24 @@ export class ReplicaManager {
     return p;
   }
 
-  private applyState(p: Partition, state: PartitionState): void {
+  /** Applies a state: the role, then the fetcher (followers fetch from a live leader). */
+  private async applyState(p: Partition, state: PartitionState): Promise<void> {
     const { brokerId } = this.options;
     const wasLeader = p.isLeader;
     const oldEpoch = p.leaderEpoch;
-    if (state.leader === brokerId) p.becomeLeader(state.leaderEpoch, state.isr);
-    else p.becomeFollower(state.leaderEpoch, state.isr);
+    // Fetching stops before a leadership starts, so no old leader's answer lands after it.
+    if (state.leader === brokerId || state.leader === noLeader) {
+      this.fetchers.unfollow(p.topic, p.partition);
+    }
+    const role = await p.applyState(state);
+    if (role === "follower" && state.leader !== noLeader) this.fetchers.follow(p, state.leader);
     if (wasLeader !== p.isLeader || oldEpoch !== p.leaderEpoch) {
       this.logger.info(p.isLeader ? "became leader" : "became follower", {
         topic: p.topic,
         partition: p.partition,
         leaderEpoch: state.leaderEpoch,
         leader: state.leader,
+        isr: state.isr,
       });
       this.options.onPartitionsChanged?.();
     }
@@ -144,7 +215,8 @@ export class ReplicaManager {
     const p = this.partitions.get(k);
     this.partitions.delete(k);
     this.topicIds.delete(k);
-    p?.becomeFollower(p.leaderEpoch, []);
+    this.fetchers.unfollow(topic, partition);
+    p?.close();
     await this.options.logManager.deleteLog(topic, partition);
     this.logger.info("removed partition", { topic, partition, reason });
     this.options.onPartitionsChanged?.();
@@ -179,7 +251,9 @@ export class ReplicaManager {
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
+    clearInterval(this.shrinkTimer);
     await Promise.all([...this.chains.values()]);
-    for (const p of this.partitions.values()) p.wake();
+    await this.fetchers.stop();
+    for (const p of this.partitions.values()) p.close();
   }
 }

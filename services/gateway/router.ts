@@ -7,7 +7,7 @@
  */
 import type { Deadline } from "../shared/retry.js";
 import { FETCH_WAIT_MS_MAX, NO_OFFSET } from "../shared/protocol-limits.js";
-import { SamsaError } from "../shared/errors.js";
+import type { SamsaError } from "../shared/errors.js";
 import type { EpochEndOffset__Output } from "../shared/generated/samsa/v1/EpochEndOffset.js";
 import type { EpochQuery__Output } from "../shared/generated/samsa/v1/EpochQuery.js";
 import type { OffsetsForLeaderEpochRequest__Output } from "../shared/generated/samsa/v1/OffsetsForLeaderEpochRequest.js";

@@ -55,6 +55,7 @@ export enum ErrorCode {
   NOT_ENOUGH_REPLICAS_AFTER_APPEND = 24,
   INVALID_TIMESTAMP = 25,
   POLICY_VIOLATION = 26,
+  STALE_BROKER_EPOCH = 27,
 }
 
 /** One row of the error table. */
@@ -203,6 +204,12 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorSpec>> = Object.freeze
     retriable: false,
     grpcStatus: S.INVALID_ARGUMENT,
     message: "the request violates a cluster policy",
+  },
+  [ErrorCode.STALE_BROKER_EPOCH]: {
+    // A restarted broker's new registration reaches the leader's etcd mirror a moment later.
+    retriable: true,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "the broker epoch in the request is older than the registered one",
   },
 });
 

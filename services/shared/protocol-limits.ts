@@ -14,6 +14,8 @@ export const FETCH_BYTES_MAX_DEFAULT = 50 * 1024 * 1024;
 export const FETCH_PARTITION_BYTES_MAX_DEFAULT = 1024 * 1024;
 /** Default wait of an acks=all Produce for the in-sync replicas, ms (Kafka's `request.timeout.ms`). */
 export const PRODUCE_TIMEOUT_MS_DEFAULT = 30_000;
+/** Longest wait an acks=all Produce may ask for, ms. */
+export const PRODUCE_TIMEOUT_MS_MAX = 300_000;
 
 /** ListOffsets timestamp asking for the log start offset (Kafka's EARLIEST_TIMESTAMP). */
 export const LIST_OFFSETS_EARLIEST_TIMESTAMP = -2;

@@ -13,8 +13,6 @@ export interface BrokerServiceDeps {
   readonly metadata: ClusterMetadata;
   readonly metrics: BrokerMetrics;
   readonly logger: Logger;
-  /** The topic's `min.insync.replicas`. */
-  readonly minInsyncReplicas: (topic: string) => number;
   /** The active controller's id, "" when none is known. */
   readonly controllerId: () => string;
   /**

@@ -1,11 +1,16 @@
 /**
  * Produce: each partition's batches are appended by its leader; acks=0 answers before the
- * appends finish, acks=leader after the leader's append, acks=all when the partition says so.
+ * appends finish, acks=leader after the leader's append, acks=all once the high watermark passes
+ * the batch (every in-sync replica has it) or `timeout_ms` passed (REQUEST_TIMED_OUT).
  */
 import { Acks } from "../../shared/generated/samsa/v1/Acks.js";
 import type { ProducePartitionResult } from "../../shared/generated/samsa/v1/ProducePartitionResult.js";
 import type { ProduceRequest__Output } from "../../shared/generated/samsa/v1/ProduceRequest.js";
-import { NO_OFFSET } from "../../shared/protocol-limits.js";
+import {
+  NO_OFFSET,
+  PRODUCE_TIMEOUT_MS_DEFAULT,
+  PRODUCE_TIMEOUT_MS_MAX,
+} from "../../shared/protocol-limits.js";
 import {
   checkPartitionCount,
   checkTopicPartition,
@@ -20,13 +25,16 @@ async function producePartition(
   deps: HandlerDeps,
   p: PartitionRecords,
   acks: number,
+  timeoutMs: number,
 ): Promise<ProducePartitionResult> {
   const base = { topic: p.topic, partition: p.partition };
   try {
     checkTopicPartition(p.topic, p.partition);
     const part = deps.replicas.partitionFor(p.topic, p.partition, true);
-    const minIsr = deps.minInsyncReplicas(p.topic);
-    const result = await part.appendAsLeader(p.records, minIsr, acks === Acks.ACKS_ALL);
+    const result = await part.appendAsLeader(p.records, {
+      acksAll: acks === Acks.ACKS_ALL,
+      timeoutMs,
+    });
     deps.metrics.recordProduce(p.topic, p.records.length, result.recordCount);
     return {
       ...base,
@@ -49,7 +57,11 @@ export async function produce(
 ): Promise<{ partitions: ProducePartitionResult[] }> {
   checkPartitionCount(request.partitions.length);
   const acks = request.acks as number;
-  const work = request.partitions.map((p) => producePartition(deps, p, acks));
+  const timeoutMs = Math.min(
+    request.timeoutMs || PRODUCE_TIMEOUT_MS_DEFAULT,
+    PRODUCE_TIMEOUT_MS_MAX,
+  );
+  const work = request.partitions.map((p) => producePartition(deps, p, acks, timeoutMs));
   if (acks !== Acks.ACKS_NONE) return { partitions: await Promise.all(work) };
   // acks=0: the producer does not wait; failures only show in logs and metrics.
   void Promise.all(work);

@@ -16,6 +16,7 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { LogConfig } from "../../shared/config/log-config.js";
+import { ErrorCode, SamsaError } from "../../shared/errors.js";
 import { writeFileAtomic } from "./atomic-file.js";
 import { UNDEFINED_EPOCH } from "./leader-epoch-cache.js";
 import { AppendPipeline } from "./log-append.js";
@@ -111,6 +112,23 @@ export class FilePartitionLog implements PartitionLog {
   setHighWatermark(offset: number): void {
     const s = this.state;
     s.hw = Math.min(Math.max(offset, s.startOffset), s.endOffset);
+  }
+
+  async beginLeaderEpoch(epoch: number): Promise<void> {
+    const s = this.state;
+    s.checkUsable();
+    await s.queue.run(async () => {
+      const latest = s.epochs.latestEpoch();
+      if (epoch === latest) return;
+      if (epoch < latest) {
+        throw new SamsaError(
+          ErrorCode.FENCED_LEADER_EPOCH,
+          `leader epoch ${epoch} is older than the log's ${latest}`,
+        );
+      }
+      s.epochs.assign(epoch, s.endOffset);
+      await s.writeCheckpoint();
+    });
   }
 
   endOffsetForEpoch(epoch: number): { epoch: number; endOffset: number } {

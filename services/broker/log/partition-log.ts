@@ -163,6 +163,17 @@ export interface PartitionLog {
   endOffsetForEpoch(epoch: number): { epoch: number; endOffset: number };
 
   /**
+   * Starts leader epoch `epoch` at the log end (Kafka assigns the epoch when a replica becomes
+   * leader, before any append): a follower whose last epoch is older then learns exactly where
+   * it ended here. Persisted before it resolves. A no-op when `epoch` is already the latest. On
+   * the write queue.
+   *
+   * @throws FENCED_LEADER_EPOCH `epoch` is older than the log's latest epoch
+   * @throws KAFKA_STORAGE_ERROR closed, offline, or a file operation failed
+   */
+  beginLeaderEpoch(epoch: number): Promise<void>;
+
+  /**
    * Sets the high watermark (the replication layer's call; a single-replica partition sets it
    * to the log end), clamped into [logStartOffset, logEndOffset] so the invariant holds.
    * Synchronous, not on the write queue; persisted with the next checkpoint.

@@ -102,6 +102,16 @@ export const LOG_ROLL_HOURS_DEFAULT = SEGMENT_MS_DEFAULT / HOUR_MS;
 export const SOCKET_REQUEST_MAX_BYTES_DEFAULT = 100 * 1024 * 1024;
 /** Default `broker.session.timeout.ms` (the etcd lease TTL of a broker's registration). */
 export const BROKER_SESSION_TIMEOUT_MS_DEFAULT = 6000;
+/** Default `replica.lag.time.max.ms`: a follower not caught up this long leaves the ISR (Kafka's 30 s). */
+export const REPLICA_LAG_TIME_MS_MAX_DEFAULT = 30_000;
+/** Default `replica.fetch.wait.max.ms`: a follower's long-poll wait (Kafka's 500). */
+export const REPLICA_FETCH_WAIT_MS_MAX_DEFAULT = 500;
+/** Default `replica.fetch.max.bytes`: bytes per partition per replica fetch (Kafka's 1 MiB). */
+export const REPLICA_FETCH_BYTES_MAX_DEFAULT = 1024 * 1024;
+/** Default `replica.fetch.response.max.bytes`: bytes per replica fetch (Kafka's 10 MiB). */
+export const REPLICA_FETCH_RESPONSE_BYTES_MAX_DEFAULT = 10 * 1024 * 1024;
+/** Default `replica.fetch.backoff.ms`: a follower's pause after a failed fetch (Kafka's 1000). */
+export const REPLICA_FETCH_BACKOFF_MS_DEFAULT = 1000;
 /** Smallest `broker.session.timeout.ms`: etcd leases are granted in whole seconds. */
 export const BROKER_SESSION_TIMEOUT_MS_MIN = 1000;
 /**
@@ -232,6 +242,18 @@ const broker: ConfigKey[] = [
     doc: "Largest record batch accepted (topic default of `max.message.bytes`)." },
   { name: "socket.request.max.bytes", type: "int", default: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
     min: 1, unit: "bytes", services: BROKER, doc: "Largest gRPC message received." },
+  { name: "replica.lag.time.max.ms", type: "long", default: REPLICA_LAG_TIME_MS_MAX_DEFAULT,
+    min: 100, unit: "ms", services: BROKER,
+    doc: "A follower not caught up with the leader this long leaves the ISR." },
+  { name: "replica.fetch.wait.max.ms", type: "int", default: REPLICA_FETCH_WAIT_MS_MAX_DEFAULT,
+    min: 1, max: 30_000, unit: "ms", services: BROKER, doc: "A follower's long-poll wait." },
+  { name: "replica.fetch.max.bytes", type: "int", default: REPLICA_FETCH_BYTES_MAX_DEFAULT,
+    min: 1024, unit: "bytes", services: BROKER, doc: "Bytes per partition per replica fetch." },
+  { name: "replica.fetch.response.max.bytes", type: "int",
+    default: REPLICA_FETCH_RESPONSE_BYTES_MAX_DEFAULT, min: 1024, unit: "bytes", services: BROKER,
+    doc: "Bytes per replica fetch answer." },
+  { name: "replica.fetch.backoff.ms", type: "int", default: REPLICA_FETCH_BACKOFF_MS_DEFAULT,
+    min: 0, unit: "ms", services: BROKER, doc: "A follower's pause after a failed fetch." },
   { name: "broker.session.timeout.ms", type: "long", default: BROKER_SESSION_TIMEOUT_MS_DEFAULT,
     min: BROKER_SESSION_TIMEOUT_MS_MIN, unit: "ms", services: BROKER,
     doc: "TTL of the broker's etcd lease: silent this long = dead." },
@@ -267,7 +289,6 @@ export const SAMSA_SCHEMA: readonly ConfigKey[] = Object.freeze([
  */
 export const NOT_BUILT_KEYS: Readonly<Record<string, string>> = Object.freeze({
   "delete.topic.enable": "topic deletion cannot be switched off yet",
-  "replica.lag.time.max.ms": "follower replication and ISR shrinking are not built yet",
   "group.initial.rebalance.delay.ms": "consumer groups are not built yet",
   "group.min.session.timeout.ms": "consumer groups are not built yet",
   "group.max.session.timeout.ms": "consumer groups are not built yet",

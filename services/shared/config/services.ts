@@ -110,6 +110,16 @@ export interface BrokerConfig extends CommonConfig {
   readonly socketRequestMaxBytes: number;
   /** `broker.session.timeout.ms`: the etcd lease TTL. Default 6000. */
   readonly brokerSessionTimeoutMs: number;
+  /** `replica.lag.time.max.ms`. Default 30000. */
+  readonly replicaLagTimeMsMax: number;
+  /** `replica.fetch.wait.max.ms`. Default 500. */
+  readonly replicaFetchWaitMsMax: number;
+  /** `replica.fetch.max.bytes`. Default 1 MiB. */
+  readonly replicaFetchBytesMax: number;
+  /** `replica.fetch.response.max.bytes`. Default 10 MiB. */
+  readonly replicaFetchResponseBytesMax: number;
+  /** `replica.fetch.backoff.ms`. Default 1000. */
+  readonly replicaFetchBackoffMs: number;
 }
 
 /** The controller's configuration. */
@@ -159,6 +169,11 @@ export function loadBrokerConfig(argv?: readonly string[], env?: Env, cwd?: stri
     messageMaxBytes: v.messageMaxBytes as number,
     socketRequestMaxBytes: v.socketRequestMaxBytes as number,
     brokerSessionTimeoutMs: v.brokerSessionTimeoutMs as number,
+    replicaLagTimeMsMax: v.replicaLagTimeMaxMs as number,
+    replicaFetchWaitMsMax: v.replicaFetchWaitMaxMs as number,
+    replicaFetchBytesMax: v.replicaFetchMaxBytes as number,
+    replicaFetchResponseBytesMax: v.replicaFetchResponseMaxBytes as number,
+    replicaFetchBackoffMs: v.replicaFetchBackoffMs as number,
   };
   try {
     brokerLogConfig(config);

@@ -15,6 +15,11 @@ import descriptor from "protobufjs/ext/descriptor/index.js";
 import type { ProtoGrpcType as AdminProto } from "../generated/admin.js";
 import type { ProtoGrpcType as BrokerProto } from "../generated/broker.js";
 import type { ProtoGrpcType as GatewayProto } from "../generated/gateway.js";
+import type { ProtoGrpcType as ReplicationProto } from "../generated/replication.js";
+import type {
+  ReplicationServiceClient,
+  ReplicationServiceHandlers,
+} from "../generated/samsa/internal/v1/ReplicationService.js";
 import type {
   AdminServiceClient,
   AdminServiceHandlers,
@@ -145,7 +150,7 @@ export const packageDefinition: protoLoader.PackageDefinition = protoLoader.load
 fixReflectionDescriptors(packageDefinition);
 
 /** The loaded gRPC object, typed by the generated `ProtoGrpcType`s of the service protos. */
-export type SamsaProto = AdminProto & BrokerProto & GatewayProto;
+export type SamsaProto = AdminProto & BrokerProto & GatewayProto & ReplicationProto;
 
 /** The gRPC object tree (`samsa.v1.BrokerService`, ...) built from {@link packageDefinition}. */
 export const samsaProto = grpc.loadPackageDefinition(packageDefinition) as unknown as SamsaProto;
@@ -203,7 +208,13 @@ export const adminService: ServiceSpec<AdminServiceHandlers, AdminServiceClient>
 export const gatewayService: ServiceSpec<GatewayServiceHandlers, GatewayServiceClient> =
   defineService("samsa.v1.GatewayService");
 
+/** `samsa.internal.v1.ReplicationService`: followers' ReplicaFetch (brokers only). */
+export const replicationService: ServiceSpec<ReplicationServiceHandlers, ReplicationServiceClient> =
+  defineService("samsa.internal.v1.ReplicationService");
+
 export type {
+  ReplicationServiceClient,
+  ReplicationServiceHandlers,
   AdminServiceClient,
   AdminServiceHandlers,
   BrokerServiceClient,
