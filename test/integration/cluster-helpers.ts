@@ -19,6 +19,7 @@ import type { CreateTopicResult__Output } from "../../services/shared/generated/
 import type { ProducePartitionResult__Output } from "../../services/shared/generated/samsa/v1/ProducePartitionResult.js";
 import { createClient, unary } from "../../services/shared/grpc/client.js";
 import { adminService, brokerService } from "../../services/shared/grpc/proto.js";
+import { FETCH_WAIT_MS_MAX } from "../../services/shared/protocol-limits.js";
 import { buildBatch, decodeBatches } from "../../services/shared/record-batch/builder.js";
 import type { ProducerRecord } from "../../services/shared/record-batch/records.js";
 import { waitFor } from "../support/wait-for.js";
@@ -29,6 +30,11 @@ export const ACKS_LEADER = 2;
 export const CALL_DEADLINE_MS = 10_000;
 /** Deadline of one call made while polling, ms (a poll must not outlast its waitFor much). */
 const POLL_CALL_DEADLINE_MS = 2_000;
+/**
+ * Long polls that data should wake are sent with the longest wait, {@link FETCH_WAIT_MS_MAX};
+ * a test waits this long for their answer, ms: a poll that only answers at its max wait fails.
+ */
+export const LONG_POLL_WAKE_TIMEOUT_MS = FETCH_WAIT_MS_MAX / 2;
 /** How long a new topic's partitions may take to get serving leaders, ms. */
 export const LEADERS_TIMEOUT_MS = 15_000;
 /** Bytes asked per fetch while reading a partition to its end. */
@@ -263,6 +269,19 @@ export async function expectCallError(
     return err;
   }
   assert.fail(`expected a call error with code ${code}`);
+}
+
+/**
+ * Whether `promise` has settled yet, as a function to poll (with {@link waitFor}). It does not
+ * handle the promise's rejection for the caller: await the promise itself too.
+ */
+export function settledFlag(promise: Promise<unknown>): () => boolean {
+  let settled = false;
+  const settle = () => {
+    settled = true;
+  };
+  promise.then(settle, settle);
+  return () => settled;
 }
 
 /** Kafka's murmur2 (the Java client's `Utils.murmur2`) as a signed 32-bit integer. */

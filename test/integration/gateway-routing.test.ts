@@ -8,11 +8,12 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import type { LocalCluster, ProcessHandle } from "../../services/local-cluster/local-cluster.js";
+import { ErrorCode } from "../../services/shared/errors.js";
 import type { ConsumeResponse__Output } from "../../services/shared/generated/samsa/v1/ConsumeResponse.js";
 import type { FetchRequest } from "../../services/shared/generated/samsa/v1/FetchRequest.js";
 import type { GatewayServiceClient } from "../../services/shared/generated/samsa/v1/GatewayService.js";
@@ -20,7 +21,7 @@ import type { PublishRecord } from "../../services/shared/generated/samsa/v1/Pub
 import { SpecialOffset } from "../../services/shared/generated/samsa/v1/SpecialOffset.js";
 import { createClient, stream, unary } from "../../services/shared/grpc/client.js";
 import { adminService, gatewayService } from "../../services/shared/grpc/proto.js";
-import { ErrorCode } from "../../services/shared/errors.js";
+import { FETCH_WAIT_MS_MAX } from "../../services/shared/protocol-limits.js";
 import { buildBatch } from "../../services/shared/record-batch/builder.js";
 import { waitFor } from "../support/wait-for.js";
 import {
@@ -30,7 +31,9 @@ import {
   createTopic,
   decodeRecords,
   fetchAll,
+  LONG_POLL_WAKE_TIMEOUT_MS,
   partitionForKey,
+  settledFlag,
   startTestCluster,
   uniqueTopic,
   waitForLeaders,
@@ -228,7 +231,6 @@ describe("gateway: routing", { timeout: 60_000 }, () => {
     const latest = await unary(gateway, "ListOffsets", {
       partitions: [0, 1, 2].map((p) => ({ topic, partition: p, timestamp: "-1" })),
     });
-    const started = Date.now();
     const polling = unary(
       gateway,
       "Fetch",
@@ -239,22 +241,26 @@ describe("gateway: routing", { timeout: 60_000 }, () => {
           fetchOffset: r.offset,
           currentLeaderEpoch: -1,
         })),
-        maxWaitMs: 20_000,
+        maxWaitMs: FETCH_WAIT_MS_MAX,
         minBytes: 1,
         maxBytes: FETCH_MAX_BYTES,
       },
-      { deadlineMs: 30_000 },
+      { deadlineMs: FETCH_WAIT_MS_MAX + CALL_DEADLINE_MS },
     );
+    const answered = settledFlag(polling);
     // The stimulus, not a wait for a condition: the fetch must be parked when the data comes.
     await delay(300);
+    assert.equal(answered(), false, "with nothing to read the long poll has not answered");
     const published = await unary(gateway, "Publish", {
       topic,
       records: [{ value: Buffer.from("wake-up"), partition: 2 }],
     });
     assert.equal(published.results[0]!.errorCode, 0);
+    await waitFor(answered, {
+      timeoutMs: LONG_POLL_WAKE_TIMEOUT_MS,
+      message: "the data to wake the long poll before its max wait",
+    });
     const answer = await polling;
-    const elapsed = Date.now() - started;
-    assert.ok(elapsed >= 250 && elapsed < 5_000, `woken after ${elapsed} ms, not at max wait`);
     const woken = answer.partitions.find((p) => p.partition === 2)!;
     const from = Number(published.results[0]!.offset);
     assert.deepEqual(
