@@ -10,10 +10,6 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
-  type LocalCluster,
-  startLocalCluster,
-} from "../../services/local-cluster/local-cluster.js";
-import {
   AdminClient,
   Cluster,
   type ConsumeOptions,
@@ -27,6 +23,10 @@ import {
   type TopicDescription,
   toPositive,
 } from "../../services/client/index.js";
+import {
+  type LocalCluster,
+  startLocalCluster,
+} from "../../services/local-cluster/local-cluster.js";
 import { waitFor } from "../support/wait-for.js";
 
 /** Deadline of one client call, ms (short: a hang should fail the test, not the runner). */
@@ -183,6 +183,35 @@ describe("client library against a real cluster", { timeout: 90_000 }, () => {
     [...keyedMeta, ...unkeyedMeta].forEach((m, i) => {
       sent.set(at(m), String([...keyed, ...unkeyed][i]!.value));
     });
+    // Every sent record is read exactly once, from the partition the producer reported, and
+    // each partition's records in the order they were sent (the order of their offsets).
+    const byPartition = (placed: readonly { partition: number }[], values: string[]) => {
+      const out = new Map<number, string[]>();
+      placed.forEach((m, i) => {
+        out.set(m.partition, [...(out.get(m.partition) ?? []), values[i]!]);
+      });
+      return out;
+    };
+    const sentValues = [...keyed, ...unkeyed].map((r) => String(r.value));
+    const sentByPartition = byPartition([...keyedMeta, ...unkeyedMeta], sentValues);
+    const readByPartition = byPartition(
+      consumed,
+      consumed.map((r) => r.value?.toString() ?? "<null>"),
+    );
+    for (let p = 0; p < partitions; p++) {
+      assert.deepEqual(
+        readByPartition.get(p) ?? [],
+        sentByPartition.get(p) ?? [],
+        `partition ${p}`,
+      );
+      const offsets = consumed.filter((r) => r.partition === p).map((r) => r.offset);
+      assert.deepEqual(
+        offsets,
+        offsets.map((_, i) => i),
+        `partition ${p}: offsets 0..n-1, each once, in order`,
+      );
+    }
+    assert.equal(new Set(consumed.map((r) => r.value?.toString())).size, sentValues.length);
     const lastRoundOfKey = new Map<string, number>();
     for (const r of consumed) {
       assert.equal(r.value?.toString(), sent.get(at(r)), `value at ${at(r)}`);
