@@ -31,6 +31,8 @@ import {
 
 /** The brokers' `message.max.bytes` in this file. */
 const MESSAGE_MAX_BYTES = 10_000;
+/** The controller's `num.partitions` in this file: not the default (1), so using it shows. */
+const NUM_PARTITIONS = 3;
 
 describe("cluster: bad input", { timeout: 60_000 }, () => {
   let cluster: LocalCluster;
@@ -43,6 +45,7 @@ describe("cluster: bad input", { timeout: 60_000 }, () => {
   before(async () => {
     cluster = await startTestCluster({
       controllers: 1,
+      controllerArgs: [`--num.partitions=${NUM_PARTITIONS}`],
       brokerArgs: [`--message.max.bytes=${MESSAGE_MAX_BYTES}`],
     });
     await createTopic(admin(), good, 1);
@@ -111,9 +114,10 @@ describe("cluster: bad input", { timeout: 60_000 }, () => {
   });
 
   test("partition counts: 0 (unset) and -1 take num.partitions, -5 and 20000 are INVALID_PARTITIONS", async () => {
-    const [zero, negative, huge] = await unary(admin(), "CreateTopics", {
+    const [zero, minusOne, negative, huge] = await unary(admin(), "CreateTopics", {
       topics: [
         { name: uniqueTopic("p0"), numPartitions: 0 },
+        { name: uniqueTopic("pdefault"), numPartitions: -1 },
         { name: uniqueTopic("pneg"), numPartitions: -5 },
         { name: uniqueTopic("phuge"), numPartitions: 20_000 },
       ],
@@ -121,12 +125,24 @@ describe("cluster: bad input", { timeout: 60_000 }, () => {
     }).then((res) => res.topics);
     // -1 (Kafka's "default") and 0 (proto3's unset value) take num.partitions; other negatives
     // are refused, as Kafka does.
-    assert.deepEqual([zero!.errorCode, zero!.numPartitions], [0, 1]);
+    assert.deepEqual([zero!.errorCode, zero!.numPartitions], [0, NUM_PARTITIONS]);
+    assert.deepEqual([minusOne!.errorCode, minusOne!.numPartitions], [0, NUM_PARTITIONS]);
     assert.equal(negative!.errorCode, ErrorCode.INVALID_PARTITIONS);
     assert.equal(huge!.errorCode, ErrorCode.INVALID_PARTITIONS);
     // validate_only created nothing.
-    const described = await unary(admin(), "DescribeTopics", { names: [zero!.name] });
-    assert.equal(described.topics[0]!.errorCode, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
+    const described = await unary(admin(), "DescribeTopics", {
+      names: [zero!.name, minusOne!.name],
+    });
+    for (const t of described.topics) {
+      assert.equal(t.errorCode, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, t.name);
+    }
+    assert.equal(described.topics.length, 2);
+    // And a topic really created with -1 gets num.partitions partitions, each with a leader.
+    const created = uniqueTopic("pcreated");
+    const [r] = await createTopics(admin(), [{ name: created, numPartitions: -1 }]);
+    assert.equal(r!.errorCode, 0, r!.errorMessage);
+    const leaders = await waitForLeaders(cluster, clients, created, NUM_PARTITIONS);
+    assert.deepEqual([...leaders.keys()].sort(), [0, 1, 2]);
   });
 
   test("bad topic configs are INVALID_CONFIG", async () => {
