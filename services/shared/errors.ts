@@ -56,6 +56,9 @@ export enum ErrorCode {
   INVALID_TIMESTAMP = 25,
   POLICY_VIOLATION = 26,
   STALE_BROKER_EPOCH = 27,
+  PREFERRED_LEADER_NOT_AVAILABLE = 28,
+  ELECTION_NOT_NEEDED = 29,
+  ELIGIBLE_LEADERS_NOT_AVAILABLE = 30,
 }
 
 /** One row of the error table. */
@@ -210,6 +213,22 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorSpec>> = Object.freeze
     retriable: true,
     grpcStatus: S.FAILED_PRECONDITION,
     message: "the broker epoch in the request is older than the registered one",
+  },
+  [ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE]: {
+    // The preferred replica may come back and rejoin the ISR.
+    retriable: true,
+    grpcStatus: S.UNAVAILABLE,
+    message: "the preferred leader is not alive or not in the ISR",
+  },
+  [ErrorCode.ELECTION_NOT_NEEDED]: {
+    retriable: false,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "leader election not needed: a valid replica already leads",
+  },
+  [ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE]: {
+    retriable: true,
+    grpcStatus: S.UNAVAILABLE,
+    message: "no live replica can be elected leader",
   },
 });
 
