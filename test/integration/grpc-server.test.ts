@@ -95,7 +95,13 @@ async function counter(method: string, code: string): Promise<number> {
 /** Observations of `samsa_rpc_duration_seconds` for `method`. */
 async function durations(method: string): Promise<number> {
   const metric = await registry.getSingleMetric("samsa_rpc_duration_seconds")?.get();
-  const value = metric?.values.find(
+  // A histogram's values carry their series name (prom-client types only `value` and `labels`).
+  const values = (metric?.values ?? []) as {
+    metricName?: string;
+    value: number;
+    labels: Record<string, unknown>;
+  }[];
+  const value = values.find(
     (v) =>
       v.metricName === "samsa_rpc_duration_seconds_count" &&
       v.labels.service === BROKER &&
