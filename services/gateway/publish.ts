@@ -1,10 +1,10 @@
 /**
  * Publish: records given as fields, appended through the router. Each record's partition is the
- * one it names, else Kafka's murmur2 of its key, else round robin (the client library's
- * partitioner, so a key lands where a Kafka client would put it). A partition's records become
- * record batches (`buildBatch`, split near {@link PUBLISH_BATCH_BYTES_TARGET}) sent back to back
- * in one append, so they get consecutive offsets and succeed or fail together; each record's
- * answer is its partition and offset, or its partition's error code.
+ * one it names, else Kafka's murmur2 of its key, else round robin (the shared partitioner the
+ * client library uses too, so a key lands where a Kafka client would put it). A partition's
+ * records become record batches (`buildBatch`, split near {@link PUBLISH_BATCH_BYTES_TARGET})
+ * sent back to back in one append, so they get consecutive offsets and succeed or fail
+ * together; each record's answer is its partition and offset, or its partition's error code.
  */
 import { topicConfigOf } from "../shared/config/index.js";
 import type { Partitioner } from "../shared/partitioner.js";

@@ -3,7 +3,7 @@
  * (none by default), each its own child process
  * (`node --import tsx services/<svc>/main.ts --key=value ...`), all data under one directory.
  * Used by `npm run cluster` (fixed ports) and by the integration tests (ephemeral
- * ports, a fresh temp dir each), with fault injection through the real process (STYLE 11):
+ * ports, a fresh temp dir each), with fault injection through the real process:
  *
  * ```ts
  * const cluster = await startLocalCluster({ brokers: 3, gateways: 1 });

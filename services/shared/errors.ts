@@ -1,8 +1,8 @@
 /**
  * The one error table of Samsa. Every domain error carries an {@link ErrorCode}; the table gives
  * each code its retriable flag, its gRPC status and a default message. Mapping to gRPC happens in
- * exactly one place at the server boundary (added with the gRPC services); handlers and storage
- * only ever throw {@link SamsaError}.
+ * exactly one place at the server boundary (`toServiceError` in `grpc/errors.ts`, applied by the
+ * handler wrapper in `grpc/handlers.ts`); handlers and storage only ever throw {@link SamsaError}.
  */
 
 /** gRPC status codes used by the table (numeric values from grpc's status.proto). */

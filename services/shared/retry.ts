@@ -1,7 +1,8 @@
 /**
- * Deadlines, backoff and sleeping, shared by the client library and the gateway. Clients retry by the error table's
- * `retriable` flag alone (ARCHITECTURE 7), always within a deadline, with exponential backoff
- * between attempts so that a cluster in failover is not hammered.
+ * Deadlines, backoff and sleeping, shared by the client library and the gateway. Clients retry
+ * by the error table's `retriable` flag alone (docs/protocol.md#errors), always within a
+ * deadline, with exponential backoff between attempts so that a cluster in failover is not
+ * hammered.
  */
 import { assert } from "./errors.js";
 

@@ -1,10 +1,10 @@
 /**
- * The partition leader's ISR writes (ARCHITECTURE §2, §5): the new ISR goes to etcd with a
- * compare-and-swap on the partition key's revision **and** the leader epoch the leader acts
- * under, before the leader acts on it. A write that finds another leader or a newer epoch in etcd
- * means this broker is no longer the leader: the caller stops acting as one. A write that lost
- * only to a concurrent change of the same epoch (the controller removing a dead broker) re-reads
- * and re-applies the change, a bounded number of times.
+ * The partition leader's ISR writes (docs/replication.md#isr-changes): the new ISR goes to etcd
+ * with a compare-and-swap on the partition key's revision **and** the leader epoch the leader
+ * acts under, before the leader acts on it. A write that finds another leader or a newer epoch
+ * in etcd means this broker is no longer the leader: the caller stops acting as one. A write that
+ * lost only to a concurrent change of the same epoch (the controller removing a dead broker)
+ * re-reads and re-applies the change, a bounded number of times.
  */
 import type { Etcd3 } from "etcd3";
 import { casPartitionState, readPartitionState } from "../../shared/etcd/cas.js";

@@ -1,8 +1,8 @@
 /**
- * Replication metrics of a broker (ARCHITECTURE §9): under-replicated, under-min-ISR and
- * offline-as-seen-here partitions, ISR shrinks and expands, truncations, per-follower lag in
- * records, acks=all answers waiting, bytes fetched from leaders. Gauges are computed at scrape
- * time from the replica manager; counters are bumped by partition events.
+ * Replication metrics of a broker (docs/replication.md#metrics): under-replicated and
+ * under-min-ISR partitions (of those led here), ISR shrinks and expands, truncations,
+ * per-follower lag in records, acks=all answers waiting, bytes fetched from leaders. Gauges are
+ * computed at scrape time from the replica manager; counters are bumped by partition events.
  */
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { PartitionEvents } from "../partition.js";

@@ -1,8 +1,9 @@
 /**
- * Compare-and-swap of `partitions/<topic>/<p>` (ARCHITECTURE §2, §5). Two writers touch a
- * partition state: the controller (leader, leader epoch; through its fence) and the partition
- * leader (ISR only). Each reads the state with its `mod_revision`, decides, and writes back only
- * if the key is still at that revision and holds the leader epoch the writer acts under.
+ * Compare-and-swap of `partitions/<topic>/<p>` (docs/architecture.md#etcd-keys,
+ * docs/replication.md). Two writers touch a partition state: the controller (leader, leader
+ * epoch; through its fence) and the partition leader (ISR only). Each reads the state with its
+ * `mod_revision`, decides, and writes back only if the key is still at that revision and holds
+ * the leader epoch the writer acts under.
  *
  * etcd compares revisions, not JSON fields: the txn compares `mod_revision`, and since an
  * unchanged `mod_revision` means an unchanged value, checking the leader epoch of the value

@@ -1,5 +1,5 @@
 /**
- * The one place an etcd client is built, with every option explicit (STYLE 4): call deadlines,
+ * The one place an etcd client is built, with every option explicit: call deadlines,
  * gRPC keepalive and reconnect backoff, retry and circuit-breaker policies, and an optional
  * latency observer feeding the `samsa_etcd_request_duration_seconds` histogram.
  *

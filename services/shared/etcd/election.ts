@@ -1,5 +1,5 @@
 /**
- * Controller election and fencing (ARCHITECTURE §1, §2).
+ * Controller election and fencing (docs/architecture.md#metadata-flow).
  *
  * Each candidate holds one key `controller/<lease-id>` under its own lease (etcd3's `Campaign`,
  * the port of Go's `concurrency.Election`); the candidate with the oldest key leads. The

@@ -1,5 +1,6 @@
 /**
- * The etcd key layout of a Samsa cluster (ARCHITECTURE §2) and the JSON values stored under it.
+ * The etcd key layout of a Samsa cluster (docs/architecture.md#etcd-keys) and the JSON values
+ * stored under it.
  *
  * Every key lives under one prefix, by default `/samsa/<cluster-id>/`:
  *

@@ -1,7 +1,7 @@
 /**
  * A local, decoded copy of everything under one etcd prefix, kept current by a watch
- * (ARCHITECTURE §2): list the prefix (remember the revision), watch from revision + 1, apply
- * events in order. It never misses an event:
+ * (docs/architecture.md#metadata-flow): list the prefix (remember the revision), watch from
+ * revision + 1, apply events in order. It never misses an event:
  *
  * - on a disconnect it re-watches from the last revision it applied (its own bookkeeping: etcd3's
  *   auto-resume restarts from the *header* revision of a watch response, which can be ahead of

@@ -1,6 +1,6 @@
 /**
- * Broker registration (ARCHITECTURE §2): `brokers/<id>` is put with a lease that is kept alive;
- * the key vanishing is how the cluster learns the broker is dead.
+ * Broker registration (docs/architecture.md#etcd-keys): `brokers/<id>` is put with a lease that
+ * is kept alive; the key vanishing is how the cluster learns the broker is dead.
  *
  * **brokerEpoch = the revision of the registration put**, which is the create revision of the
  * key (the put is a create-only txn, so the two are equal). Every (re-)registration creates the

@@ -1,8 +1,10 @@
 /**
- * The one mapping between {@link SamsaError} and gRPC (STYLE 5). The server turns every thrown
- * error into a status with {@link toServiceError} (in `server.ts`, nowhere else); clients turn
- * every failed call back into a SamsaError with {@link fromServiceError} (in `client.ts`). The
- * status and the retriable flag come from the one table in `services/shared/errors.ts`.
+ * The one mapping between {@link SamsaError} and gRPC. The server turns every thrown error into
+ * a status with {@link toServiceError} (in `handlers.ts`, the wrapper `server.ts` puts around
+ * every handler; nowhere else); clients turn every failed call back into a SamsaError with
+ * {@link fromServiceError} (in `client.ts`, and in the gateway's `routing.ts` for the calls it
+ * routes). The status and the retriable flag come from the one table in
+ * `services/shared/errors.ts`.
  */
 import * as grpc from "@grpc/grpc-js";
 import { ERROR_TABLE, ErrorCode, SamsaError } from "../errors.js";

@@ -2,7 +2,7 @@
  * The gRPC server every Samsa service runs: explicit limits, `grpc.health.v1.Health`, server
  * reflection, and services whose handlers are plain async functions wrapped by `handlers.ts`
  * (error mapping through the one table, metrics, cancellation). Tests start it on port 0 with
- * the same code as production (STYLE 9).
+ * the same code as production.
  */
 import type * as http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";

@@ -1,7 +1,8 @@
 /**
  * A process's view of the cluster: live brokers, topics and partition states, mirrored from etcd
- * by three watched prefix caches. Brokers, gateways and controllers all read metadata through
- * this one class; only the controller (and partition leaders, for the ISR) write it.
+ * by four watched prefix caches (brokers, topics, partitions, controller candidates). Brokers,
+ * gateways and controllers all read metadata through this one class; only the controller (and
+ * partition leaders, for the ISR) write it.
  */
 import type { Etcd3 } from "etcd3";
 import {
