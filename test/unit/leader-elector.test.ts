@@ -1,5 +1,5 @@
 /**
- * The controller's partition-state transitions (`nextPartitionState`, ARCHITECTURE §5): on
+ * The controller's partition-state transitions (`nextPartitionState`, docs/replication.md): on
  * broker loss the new leader is the first live ISR member in replica order, with leaderEpoch + 1
  * and the dead out of the ISR; dead followers leave the ISR without a new epoch; with no live ISR
  * member the partition goes offline (ISR kept) unless unclean election takes any live replica;
