@@ -10,13 +10,14 @@
  * TOPIC_ALREADY_EXISTS for a topic the first attempt created.
  */
 import { ErrorCode, SamsaError } from "../shared/errors.js";
-import {
-  type ClientOptions,
-  type RequestOf,
-  type UnaryMethod,
-  type UnaryResponseOf,
+import type {
+  ClientOptions,
+  RequestOf,
+  UnaryMethod,
+  UnaryResponseOf,
 } from "../shared/grpc/client.js";
 import { callController } from "../shared/grpc/controller-call.js";
+import { ElectionType as ProtoElectionType } from "../shared/generated/samsa/v1/ElectionType.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
 import { type AdminServiceClient, adminService } from "../shared/grpc/proto.js";
 import { parseAddressList } from "../shared/grpc/addresses.js";
@@ -86,6 +87,33 @@ export interface ClusterDescription {
   readonly brokers: readonly BrokerNode[];
 }
 
+/** Kafka's leader election types: to the preferred replica, or unclean (outside the ISR). */
+export type ElectionType = "preferred" | "unclean";
+
+/** One partition of a topic. */
+export interface TopicPartition {
+  readonly topic: string;
+  readonly partition: number;
+}
+
+/**
+ * The outcome of a leader election for one partition: `error` is null when the leader moved;
+ * ELECTION_NOT_NEEDED when a valid leader was already in place.
+ */
+export interface ElectionResult extends TopicPartition {
+  readonly error: SamsaError | null;
+  /** The leader after the election; -1 when none (or unknown). */
+  readonly leaderId: number;
+  /** Its leader epoch; -1 when unknown. */
+  readonly leaderEpoch: number;
+}
+
+/** The proto's ElectionType values. */
+const PROTO_ELECTION_TYPES = {
+  preferred: ProtoElectionType.ELECTION_TYPE_PREFERRED,
+  unclean: ProtoElectionType.ELECTION_TYPE_UNCLEAN,
+} as const satisfies Record<ElectionType, number>;
+
 /** Admin operations against the controllers. Close it when done. */
 export class AdminClient {
   private readonly controllers: readonly string[];
@@ -118,7 +146,7 @@ export class AdminClient {
     });
     return response.topics.map((t) => ({
       name: t.name,
-      error: resultError(t.errorCode, t.errorMessage, t.name),
+      error: resultError(t.errorCode, t.errorMessage, `topic ${t.name}`),
       topicId: t.topicId,
       numPartitions: t.numPartitions,
       replicationFactor: t.replicationFactor,
@@ -130,7 +158,7 @@ export class AdminClient {
     const response = await this.call("DeleteTopics", { names: [...names] });
     return response.topics.map((t) => ({
       name: t.name,
-      error: resultError(t.errorCode, t.errorMessage, t.name),
+      error: resultError(t.errorCode, t.errorMessage, `topic ${t.name}`),
     }));
   }
 
@@ -140,12 +168,45 @@ export class AdminClient {
     return response.topics
       .map((t) => ({
         name: t.name,
-        error: resultError(t.errorCode, t.errorMessage, t.name),
+        error: resultError(t.errorCode, t.errorMessage, `topic ${t.name}`),
         topicId: t.topicId,
         partitions: t.partitions.map(toPartitionMetadata).sort((a, b) => a.partition - b.partition),
         configs: { ...t.configs },
       }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /**
+   * Runs a leader election (Kafka's `electLeaders`) for `partitions`, or for every partition of
+   * every topic when undefined: then the partitions that needed no election are left out.
+   * `preferred` moves leadership to the first replica when it is alive and in the ISR
+   * (PREFERRED_LEADER_NOT_AVAILABLE otherwise); `unclean` elects a leader for partitions without
+   * one, outside the ISR if need be. One result per partition, per-partition errors included.
+   */
+  async electLeaders(
+    type: ElectionType,
+    partitions?: readonly TopicPartition[],
+  ): Promise<ElectionResult[]> {
+    if (partitions !== undefined && partitions.length === 0) return [];
+    const byTopic = new Map<string, number[]>();
+    for (const p of partitions ?? []) {
+      const list = byTopic.get(p.topic) ?? [];
+      list.push(p.partition);
+      byTopic.set(p.topic, list);
+    }
+    const response = await this.call("ElectLeaders", {
+      electionType: PROTO_ELECTION_TYPES[type],
+      topicPartitions: [...byTopic].map(([topic, list]) => ({ topic, partitions: list })),
+    });
+    return response.topics.flatMap((t) =>
+      t.partitions.map((p) => ({
+        topic: t.topic,
+        partition: p.partition,
+        error: resultError(p.errorCode, p.errorMessage, `${t.topic}-${p.partition}`),
+        leaderId: p.leaderId,
+        leaderEpoch: p.leaderEpoch,
+      })),
+    );
   }
 
   /** The names of all topics, sorted. */
@@ -195,9 +256,9 @@ export class AdminClient {
   }
 }
 
-/** A per-topic error as a SamsaError, or null for NONE. */
-function resultError(code: number, message: string, topic: string): SamsaError | null {
+/** A per-topic (or per-partition) error as a SamsaError, or null for NONE. */
+function resultError(code: number, message: string, what: string): SamsaError | null {
   const error = fromProtoErrorCode(code);
   if (error === ErrorCode.NONE) return null;
-  return new SamsaError(error, message === "" ? `topic ${topic}: ${ErrorCode[error]}` : message);
+  return new SamsaError(error, message === "" ? `${what}: ${ErrorCode[error]}` : message);
 }

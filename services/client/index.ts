@@ -10,6 +10,7 @@
  * for await (const r of consumer.consume("orders", { from: "earliest", signal })) { ... }
  * const admin = new AdminClient({ controllers: "127.0.0.1:19090" });
  * await admin.createTopics([{ name: "orders", numPartitions: 3, replicationFactor: 2 }]);
+ * await admin.electLeaders("preferred"); // give every partition back to its preferred replica
  * ```
  *
  * Offsets and timestamps are JS numbers here (safe integers); the wire carries them as strings.
@@ -27,8 +28,11 @@ export {
   type AdminClientOptions,
   type ClusterDescription,
   type CreatedTopic,
+  type ElectionResult,
+  type ElectionType,
   type NewTopic,
   type TopicDescription,
+  type TopicPartition,
   type TopicResult,
   USE_CLUSTER_DEFAULT,
 } from "./admin-client.js";

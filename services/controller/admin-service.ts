@@ -7,9 +7,12 @@
 import * as grpc from "@grpc/grpc-js";
 import type { Etcd3 } from "etcd3";
 import type { ControllerElection } from "../shared/etcd/election.js";
-import type { EtcdKeys } from "../shared/etcd/keys.js";
+import { type EtcdKeys, noLeader } from "../shared/etcd/keys.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import type { AdminServiceHandlers } from "../shared/generated/samsa/v1/AdminService.js";
+import type { ElectLeadersRequest__Output } from "../shared/generated/samsa/v1/ElectLeadersRequest.js";
+import type { ElectLeadersResponse } from "../shared/generated/samsa/v1/ElectLeadersResponse.js";
+import { ElectionType as ProtoElectionType } from "../shared/generated/samsa/v1/ElectionType.js";
 import { ConnectionPool } from "../shared/grpc/connection-pool.js";
 import { callController } from "../shared/grpc/controller-call.js";
 import { CONTROLLER_METADATA_KEY } from "../shared/grpc/errors.js";
@@ -18,8 +21,12 @@ import { adminService } from "../shared/grpc/proto.js";
 import type { Logger } from "../shared/logger.js";
 import type { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { describeMetadata } from "../shared/metadata/metadata-answer.js";
+import { REQUEST_PARTITIONS_MAX } from "../shared/protocol-limits.js";
 import { errorResult, NO_ERROR } from "../shared/request-parsing.js";
+import { toProtoErrorCode } from "../shared/grpc/errors.js";
 import { Deadline } from "../shared/retry.js";
+import type { ElectionResult, LeaderBalancer, TopicPartitionRef } from "./leader-balancer.js";
+import type { ElectionType } from "./leader-elector.js";
 import { createTopic, deleteTopic, resolveTopicSpec, type TopicDefaults } from "./topic-admin.js";
 
 /** Metadata key marking a call forwarded by a standby (never forwarded again). */
@@ -44,6 +51,8 @@ export interface AdminServiceDeps {
   metadata: ClusterMetadata;
   election: ControllerElection;
   defaults: TopicDefaults;
+  /** Runs ElectLeaders' elections (read at call time, like `election`). */
+  elections: Pick<LeaderBalancer, "elect">;
   logger: Logger;
 }
 
@@ -53,6 +62,60 @@ function checkTopicCount(n: number): void {
       ErrorCode.INVALID_REQUEST,
       `${n} topics exceed the limit of ${ADMIN_TOPICS_MAX}`,
     );
+}
+
+/** The election type of an ElectLeaders request. */
+function electionTypeOf(request: ElectLeadersRequest__Output): ElectionType {
+  switch (request.electionType) {
+    case ProtoElectionType.ELECTION_TYPE_PREFERRED:
+      return "preferred";
+    case ProtoElectionType.ELECTION_TYPE_UNCLEAN:
+      return "unclean";
+    default:
+      throw new SamsaError(ErrorCode.INVALID_REQUEST, "election_type must be PREFERRED or UNCLEAN");
+  }
+}
+
+/** The partitions an ElectLeaders request names (undefined: all), without duplicates. */
+function electionTargets(request: ElectLeadersRequest__Output): TopicPartitionRef[] | undefined {
+  if (request.topicPartitions.length === 0) return undefined;
+  checkTopicCount(request.topicPartitions.length);
+  const seen = new Set<string>();
+  const targets: TopicPartitionRef[] = [];
+  for (const t of request.topicPartitions) {
+    for (const partition of t.partitions) {
+      const id = `${partition}/${t.topic}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      targets.push({ topic: t.topic, partition });
+      if (targets.length > REQUEST_PARTITIONS_MAX)
+        throw new SamsaError(
+          ErrorCode.INVALID_REQUEST,
+          `more than ${REQUEST_PARTITIONS_MAX} partitions in one ElectLeaders`,
+        );
+    }
+  }
+  return targets;
+}
+
+/** ElectLeaders' answer: the results grouped by topic, in order of first appearance. */
+function electLeadersResponse(results: readonly ElectionResult[]): ElectLeadersResponse {
+  const byTopic = new Map<string, NonNullable<ElectLeadersResponse["topics"]>[number]>();
+  for (const r of results) {
+    let topic = byTopic.get(r.topic);
+    if (topic === undefined) {
+      topic = { topic: r.topic, partitions: [] };
+      byTopic.set(r.topic, topic);
+    }
+    topic.partitions!.push({
+      partition: r.partition,
+      errorCode: toProtoErrorCode(r.error),
+      errorMessage: r.message,
+      leaderId: r.state?.leader ?? noLeader,
+      leaderEpoch: r.state?.leaderEpoch ?? -1,
+    });
+  }
+  return { topics: [...byTopic.values()] };
 }
 
 /** Builds the handlers; `close()` drops forwarding connections. */
@@ -98,7 +161,7 @@ export function adminServiceHandlers(deps: AdminServiceDeps): {
 
   /** Runs `act` when active; otherwise forwards the call to the active controller. */
   async function activeOrForward<Req, Res>(
-    method: "CreateTopics" | "DeleteTopics",
+    method: "CreateTopics" | "DeleteTopics" | "ElectLeaders",
     request: Req,
     call: grpc.ServerUnaryCall<Req, Res>,
     act: (leadership: NonNullable<ControllerElection["leadership"]>) => Promise<Res>,
@@ -197,6 +260,19 @@ export function adminServiceHandlers(deps: AdminServiceDeps): {
           }
         }
         return { topics };
+      }),
+
+    ElectLeaders: (request, call) =>
+      activeOrForward("ElectLeaders", request, call, async (leadership) => {
+        const type = electionTypeOf(request);
+        const results = await deps.elections.elect(leadership, type, electionTargets(request));
+        const elected = results.filter((r) => r.error === ErrorCode.NONE).length;
+        deps.logger.info("leader election requested", {
+          election: type,
+          partitions: results.length,
+          elected,
+        });
+        return electLeadersResponse(results);
       }),
 
     DescribeTopics: async (request) => {

@@ -17,6 +17,7 @@ import { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { createRegistry, type MetricsServer, startMetricsServer } from "../shared/metrics.js";
 import { advertisedAddress, connectClusterEtcd } from "../shared/service-setup.js";
 import { adminServiceHandlers } from "./admin-service.js";
+import { LeaderBalancer } from "./leader-balancer.js";
 import { LeaderElector } from "./leader-elector.js";
 
 /** Options beyond the config (tests inject a logger). */
@@ -33,6 +34,7 @@ export class Controller {
   private server: GrpcServer | undefined;
   private metricsServer: MetricsServer | undefined;
   private closeAdmin: (() => void) | undefined;
+  private balancer: LeaderBalancer | undefined;
   private stopping: Promise<void> | undefined;
   private boundPort = 0;
 
@@ -78,6 +80,9 @@ export class Controller {
         metadata: this.metadata,
         get election() {
           return self.election!;
+        },
+        get elections() {
+          return self.balancer!;
         },
         defaults: {
           numPartitions: c.numPartitions,
@@ -165,6 +170,18 @@ export class Controller {
       },
       onLeaderChange: () => leaderChanges.inc(),
     });
+    this.balancer = new LeaderBalancer({
+      client: etcd,
+      keys,
+      metadata,
+      logger: this.logger,
+      leadership: () => election.leadership,
+      autoRebalance: c.autoLeaderRebalanceEnable,
+      checkIntervalMs: c.leaderImbalanceCheckIntervalMs,
+      imbalancePercentage: c.leaderImbalancePerBrokerPercentage,
+      onLeaderChange: () => leaderChanges.inc(),
+    });
+    this.balancer.start();
     election.onElected((leadership) => {
       elections.inc();
       this.logger.info("became the active controller", { epoch: leadership.epoch });
@@ -193,6 +210,7 @@ export class Controller {
 
   private async shutdown(): Promise<void> {
     await runShutdownSteps(this.logger, [
+      ["balancer", () => this.balancer?.stop()],
       ["election", () => this.election?.close()],
       ["grpc", () => this.server?.stop()],
       ["closeAdmin", () => this.closeAdmin?.()],

@@ -1,6 +1,6 @@
 /**
  * AdminService on the gateway: the one client endpoint also creates, deletes and describes
- * topics. Each call is passed to the active controller (from the etcd mirror) by the same
+ * topics and runs leader elections. Each call is passed to the active controller (from the etcd mirror) by the same
  * `callController` the admin client uses: a NOT_CONTROLLER answer during a controller failover is
  * followed or retried with backoff, by the error table's retriable flag, until the call's deadline.
  */
@@ -15,7 +15,12 @@ import { Deadline } from "../shared/retry.js";
 /** Longest a proxied admin call may take when the client sets no deadline, ms. */
 export const ADMIN_PROXY_DEADLINE_MS_DEFAULT = 30_000;
 
-type Method = "CreateTopics" | "DeleteTopics" | "DescribeTopics" | "DescribeCluster";
+type Method =
+  | "CreateTopics"
+  | "DeleteTopics"
+  | "DescribeTopics"
+  | "DescribeCluster"
+  | "ElectLeaders";
 
 /** Builds the proxy handlers; `close()` drops the controller connections. */
 export function adminProxyHandlers(metadata: ClusterMetadata): {
@@ -47,6 +52,7 @@ export function adminProxyHandlers(metadata: ClusterMetadata): {
     DeleteTopics: (request, call) => forward("DeleteTopics", request, call),
     DescribeTopics: (request, call) => forward("DescribeTopics", request, call),
     DescribeCluster: (request, call) => forward("DescribeCluster", request, call),
+    ElectLeaders: (request, call) => forward("ElectLeaders", request, call),
   };
   return { handlers, close: () => pool.close() };
 }

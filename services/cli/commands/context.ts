@@ -12,7 +12,13 @@ import type { TextOut } from "./output.js";
 /** The admin operations the CLI uses (an {@link AdminClient}, or a test's fake). */
 export type AdminApi = Pick<
   AdminClient,
-  "createTopics" | "deleteTopics" | "describeTopics" | "listTopics" | "describeCluster" | "close"
+  | "createTopics"
+  | "deleteTopics"
+  | "describeTopics"
+  | "listTopics"
+  | "describeCluster"
+  | "electLeaders"
+  | "close"
 >;
 
 /** Settings of the clients a command creates. */

@@ -1,9 +1,16 @@
 /**
  * What the CLI prints: errors as one line `error: <CODE_NAME>: <message>` (never a stack trace
- * for a SamsaError), topic descriptions in kafka-topics' `--describe` layout, the cluster, and
- * consumed records in the console consumer's layout.
+ * for a SamsaError), topic descriptions in kafka-topics' `--describe` layout, the cluster,
+ * leader elections in kafka-leader-election's layout, and consumed records in the console
+ * consumer's layout.
  */
-import type { ClusterDescription, TopicDescription } from "../../client/index.js";
+import type {
+  ClusterDescription,
+  ElectionResult,
+  ElectionType,
+  PartitionMetadata,
+  TopicDescription,
+} from "../../client/index.js";
 import { NO_LEADER_ID } from "../../client/index.js";
 import type { ConsumerRecord } from "../../client/index.js";
 import { ErrorCode, SamsaError } from "../../shared/errors.js";
@@ -31,26 +38,44 @@ export function formatError(err: unknown): string {
 
 const ids = (list: readonly number[]): string => list.join(ID_LIST_SEPARATOR);
 
+/** A partition whose ISR is smaller than its replicas (kafka-topics' under-replicated). */
+export function isUnderReplicated(p: PartitionMetadata): boolean {
+  return p.isr.length < p.replicas.length;
+}
+
+/** A partition without a live leader (kafka-topics' unavailable). */
+export function isUnavailable(p: PartitionMetadata): boolean {
+  return p.leaderId === NO_LEADER_ID || p.offlineReplicas.includes(p.leaderId);
+}
+
 /**
  * kafka-topics' `--describe` layout: one summary line per topic, then one tab-indented line per
  * partition with Topic, Partition, Leader (`none` without one), Replicas and Isr (and Offline
- * when some replicas are offline).
+ * when some replicas are offline). With `only` (kafka-topics' `--under-replicated-partitions`
+ * and `--unavailable-partitions`), just the partitions it accepts, without the summary line.
  */
-export function formatTopicDescription(t: TopicDescription): string {
+export function formatTopicDescription(
+  t: TopicDescription,
+  only?: (p: PartitionMetadata) => boolean,
+): string {
   const configs = Object.entries(t.configs)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([k, v]) => `${k}=${v}`)
     .join(ID_LIST_SEPARATOR);
-  const lines = [
-    [
-      `Topic: ${t.name}`,
-      `TopicId: ${t.topicId}`,
-      `PartitionCount: ${t.partitions.length}`,
-      `ReplicationFactor: ${t.partitions[0]?.replicas.length ?? 0}`,
-      `Configs: ${configs}`,
-    ].join(FIELD_SEPARATOR),
-  ];
+  const lines: string[] = [];
+  if (only === undefined) {
+    lines.push(
+      [
+        `Topic: ${t.name}`,
+        `TopicId: ${t.topicId}`,
+        `PartitionCount: ${t.partitions.length}`,
+        `ReplicationFactor: ${t.partitions[0]?.replicas.length ?? 0}`,
+        `Configs: ${configs}`,
+      ].join(FIELD_SEPARATOR),
+    );
+  }
   for (const p of t.partitions) {
+    if (only !== undefined && !only(p)) continue;
     const fields = [
       `Topic: ${t.name}`,
       `Partition: ${p.partition}`,
@@ -61,7 +86,40 @@ export function formatTopicDescription(t: TopicDescription): string {
     if (p.offlineReplicas.length > 0) fields.push(`Offline: ${ids(p.offlineReplicas)}`);
     lines.push(FIELD_SEPARATOR + fields.join(FIELD_SEPARATOR));
   }
-  return `${lines.join("\n")}\n`;
+  return lines.map((l) => `${l}\n`).join("");
+}
+
+/**
+ * kafka-leader-election's report: `Successfully completed leader election (PREFERRED) for
+ * partitions t-0, t-1`, `Valid replica already elected for partitions t-2`, then one line per
+ * failed partition, `Error completing leader election (PREFERRED) for partition: t-3: <CODE>:
+ * <message>`; `No partition needed a leader election.` when there is nothing to report.
+ */
+export function formatElectionResults(
+  type: ElectionType,
+  results: readonly ElectionResult[],
+): string {
+  const name = type.toUpperCase();
+  const id = (r: ElectionResult) => `${r.topic}-${r.partition}`;
+  const elected = results.filter((r) => r.error === null);
+  const notNeeded = results.filter((r) => r.error?.code === ErrorCode.ELECTION_NOT_NEEDED);
+  const lines: string[] = [];
+  if (elected.length > 0) {
+    lines.push(
+      `Successfully completed leader election (${name}) for partitions ${elected.map(id).join(", ")}`,
+    );
+  }
+  if (notNeeded.length > 0) {
+    lines.push(`Valid replica already elected for partitions ${notNeeded.map(id).join(", ")}`);
+  }
+  for (const r of results) {
+    if (r.error === null || r.error.code === ErrorCode.ELECTION_NOT_NEEDED) continue;
+    lines.push(
+      `Error completing leader election (${name}) for partition: ${id(r)}: ${r.error.codeName}: ${r.error.message}`,
+    );
+  }
+  if (lines.length === 0) lines.push("No partition needed a leader election.");
+  return lines.map((l) => `${l}\n`).join("");
 }
 
 /** The cluster: its id, the active controller, then one line per live broker. */

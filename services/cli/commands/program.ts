@@ -15,6 +15,7 @@ import {
 import { addClusterCommand } from "./cluster.js";
 import { addConsumeCommand } from "./consume.js";
 import { type CliContext, parseTimeoutMs } from "./context.js";
+import { addLeaderElectionCommand } from "./leader-election.js";
 import { formatError } from "./output.js";
 import { addProduceCommand } from "./produce.js";
 import { addTopicsCommand } from "./topics.js";
@@ -26,6 +27,8 @@ const EXAMPLES = `
 Examples:
   samsa topics create --topic orders --partitions 3 --replication-factor 2 --config retention.ms=86400000
   samsa topics describe --topic orders
+  samsa topics describe --under-replicated-partitions
+  samsa leader-election --election-type preferred --all-topic-partitions
   printf 'k1:v1\\nk2:v2\\n' | samsa produce --topic orders --key-separator : --acks all
   samsa consume --topic orders --from-beginning --max-messages 2 --print-key
   samsa consume --topic orders --partition 0 --offset 42 --timeout-ms 5000 --print-offset
@@ -35,7 +38,7 @@ Examples:
 /** Builds the program; commands write to and read from `ctx`. */
 export function createProgram(ctx: CliContext): Command {
   const program = new Command(PROGRAM_NAME)
-    .description("Samsa command-line tools: topics, produce, consume, cluster")
+    .description("Samsa command-line tools: topics, produce, consume, cluster, leader-election")
     .option(
       "--bootstrap-server <host:port,...>",
       `brokers (env ${BOOTSTRAP_ENV}; default ${DEFAULT_BOOTSTRAP_SERVERS.join(",")})`,
@@ -58,6 +61,7 @@ export function createProgram(ctx: CliContext): Command {
   addProduceCommand(program, ctx);
   addConsumeCommand(program, ctx);
   addClusterCommand(program, ctx);
+  addLeaderElectionCommand(program, ctx);
   return program;
 }
 

@@ -4,11 +4,32 @@
  * results are printed.
  */
 import type { Command } from "commander";
-import type { TopicResult } from "../../client/index.js";
+import type { PartitionMetadata, TopicResult } from "../../client/index.js";
 import { ErrorCode, SamsaError } from "../../shared/errors.js";
 import { collectConfig, intAtLeast } from "./args.js";
 import { type CliContext, type GlobalOptions, withAdmin } from "./context.js";
-import { formatTopicDescription } from "./output.js";
+import { formatTopicDescription, isUnavailable, isUnderReplicated } from "./output.js";
+
+/** The options of `topics describe`. */
+export interface DescribeOptions {
+  topic?: string;
+  underReplicatedPartitions?: boolean;
+  unavailablePartitions?: boolean;
+}
+
+/**
+ * The partitions `topics describe` prints with its filters, as kafka-topics: either filter
+ * alone, or a partition matching either when both are given; undefined without filters (all
+ * partitions, with each topic's summary line).
+ */
+export function describeFilter(
+  opts: DescribeOptions,
+): ((p: PartitionMetadata) => boolean) | undefined {
+  const { underReplicatedPartitions: under, unavailablePartitions: unavailable } = opts;
+  if (!under && !unavailable) return undefined;
+  return (p) =>
+    (under === true && isUnderReplicated(p)) || (unavailable === true && isUnavailable(p));
+}
 
 interface CreateOptions {
   topic: string;
@@ -77,13 +98,19 @@ export function addTopicsCommand(program: Command, ctx: CliContext): void {
     .command("describe")
     .description("describe topics: partitions, leaders, replicas, ISR, configs")
     .option("--topic <name>", "only this topic (default: all)")
+    .option(
+      "--under-replicated-partitions",
+      "only partitions whose ISR is smaller than their replicas",
+    )
+    .option("--unavailable-partitions", "only partitions without a live leader")
     .action(async (_opts: object, cmd: Command) => {
-      const opts = cmd.optsWithGlobals<{ topic?: string } & GlobalOptions>();
+      const opts = cmd.optsWithGlobals<DescribeOptions & GlobalOptions>();
       const names = opts.topic === undefined ? [] : [opts.topic];
+      const only = describeFilter(opts);
       const described = await withAdmin(ctx, opts, (admin) => admin.describeTopics(names));
       let firstError: SamsaError | undefined;
       for (const t of described) {
-        if (t.error === null) ctx.stdout.write(formatTopicDescription(t));
+        if (t.error === null) ctx.stdout.write(formatTopicDescription(t, only));
         else firstError ??= t.error;
       }
       if (firstError !== undefined) throw firstError;

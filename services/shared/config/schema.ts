@@ -102,6 +102,10 @@ export const LOG_ROLL_HOURS_DEFAULT = SEGMENT_MS_DEFAULT / HOUR_MS;
 export const SOCKET_REQUEST_MAX_BYTES_DEFAULT = 100 * 1024 * 1024;
 /** Default `broker.session.timeout.ms` (the etcd lease TTL of a broker's registration). */
 export const BROKER_SESSION_TIMEOUT_MS_DEFAULT = 6000;
+/** Default `leader.imbalance.check.interval.seconds`: Kafka's 300 (5 minutes). */
+export const LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT = 300;
+/** Default `leader.imbalance.per.broker.percentage`: Kafka's 10. */
+export const LEADER_IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT = 10;
 /** Default `replica.lag.time.max.ms`: a follower not caught up this long leaves the ISR (Kafka's 30 s). */
 export const REPLICA_LAG_TIME_MS_MAX_DEFAULT = 30_000;
 /** Default `replica.fetch.wait.max.ms`: a follower's long-poll wait (Kafka's 500). */
@@ -266,6 +270,15 @@ const broker: ConfigKey[] = [
 const controller: ConfigKey[] = [
   { name: "controller.id", type: "string", default: "", services: CONTROLLER,
     doc: "Id in the controller election; empty = `<hostname>-<pid>`." },
+  { name: "auto.leader.rebalance.enable", type: "bool", default: true, services: CONTROLLER,
+    doc: "Give leaderships back to preferred replicas (alive and in the ISR) periodically." },
+  { name: "leader.imbalance.check.interval.seconds", type: "int",
+    default: LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT, min: 1, unit: "s",
+    services: CONTROLLER, doc: "How often the leader imbalance is checked." },
+  { name: "leader.imbalance.per.broker.percentage", type: "int",
+    default: LEADER_IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT, min: 0, max: 100, unit: "%",
+    services: CONTROLLER,
+    doc: "Rebalance a broker's partitions when more than this share of them is not led by it." },
 ];
 
 // biome-ignore format: one key per entry, kept compact so the schema reads as a table

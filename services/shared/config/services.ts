@@ -126,6 +126,12 @@ export interface BrokerConfig extends CommonConfig {
 export interface ControllerConfig extends CommonConfig, TopicDefaults {
   /** `controller.id`. Default `<hostname>-<pid>`. */
   readonly controllerId: string;
+  /** `auto.leader.rebalance.enable`. Default true. */
+  readonly autoLeaderRebalanceEnable: boolean;
+  /** `leader.imbalance.check.interval.seconds`, in ms. Default 300000. */
+  readonly leaderImbalanceCheckIntervalMs: number;
+  /** `leader.imbalance.per.broker.percentage`, 0..100. Default 10. */
+  readonly leaderImbalancePerBrokerPercentage: number;
 }
 
 /** The gateway's configuration. */
@@ -195,6 +201,9 @@ export function loadControllerConfig(
     ...common(v, "controller"),
     ...topicDefaults(v),
     controllerId: (v.controllerId as string) || defaultId(),
+    autoLeaderRebalanceEnable: v.autoLeaderRebalanceEnable as boolean,
+    leaderImbalanceCheckIntervalMs: (v.leaderImbalanceCheckIntervalSeconds as number) * 1000,
+    leaderImbalancePerBrokerPercentage: v.leaderImbalancePerBrokerPercentage as number,
   });
 }
 
