@@ -1,6 +1,6 @@
 /**
- * Partition leader election by the active controller (ARCHITECTURE §5). Whenever the set of live
- * brokers changes, and once on becoming active, every partition is checked:
+ * Partition leader election by the active controller (docs/replication.md). Whenever the set of
+ * live brokers changes, and once on becoming active, every partition is checked:
  *
  * - leader dead (or none): the new leader is the first replica, in replica order, that is in the
  *   ISR and alive; dead brokers leave the ISR; the leader epoch goes up by one. With no live ISR
