@@ -9,7 +9,10 @@ import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
 import { type BrokerConfig, brokerLogConfig, formatHostPort } from "../shared/config/index.js";
 import { BrokerRegistrar } from "../shared/etcd/registration.js";
-import { brokerService, replicationService } from "../shared/grpc/proto.js";
+import { unary } from "../shared/grpc/client.js";
+import { ConnectionPool } from "../shared/grpc/connection-pool.js";
+import { brokerLifecycleService, brokerService, replicationService } from "../shared/grpc/proto.js";
+import { backoffMs, Deadline, sleep } from "../shared/retry.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { runShutdownSteps } from "../shared/run-service.js";
@@ -26,6 +29,11 @@ import { describeListeners, type ListenerServers, listenOnEvery } from "./listen
 import { LogManager } from "./log/log-manager.js";
 import { ReplicaManager } from "./replica-manager.js";
 import { ReplicationMetrics } from "./replication/replication-metrics.js";
+
+/** Deadline of one ControlledShutdown call, ms. */
+export const CONTROLLED_SHUTDOWN_CALL_MS = 5_000;
+/** Pause between two looks at whether the moved leaderships were applied here, ms. */
+export const CONTROLLED_SHUTDOWN_POLL_MS = 20;
 
 /** Options beyond the config (tests inject a logger). */
 export interface BrokerOptions {
@@ -186,8 +194,54 @@ export class Broker {
     return this.stopping;
   }
 
+  /**
+   * Kafka's controlled shutdown: asks the active controller to move this broker's leaderships to
+   * other in-sync replicas, until none is left or `controlled.shutdown.timeout.ms` passed, then
+   * waits (bounded by the same deadline) until the replica manager has applied the moves.
+   */
+  private async controlledShutdown(): Promise<void> {
+    const c = this.config;
+    const registration = this.registrar?.current;
+    const { metadata, replicas } = this;
+    if (!c.controlledShutdownEnable || !registration || !metadata || !replicas) return;
+    const leading = () => replicas.hosted().filter((p) => p.isLeader).length;
+    if (leading() === 0) {
+      await replicas.stopFetching();
+      return;
+    }
+    const deadline = new Deadline(c.controlledShutdownTimeoutMs);
+    const pool = new ConnectionPool(brokerLifecycleService.Client);
+    try {
+      let remaining = -1;
+      for (let attempt = 0; remaining !== 0 && !deadline.expired; attempt++) {
+        const active = metadata.activeController();
+        try {
+          if (active === undefined) throw new Error("no active controller");
+          const request = { brokerId: c.brokerId, brokerEpoch: String(registration.brokerEpoch) };
+          const deadlineMs = deadline.requestMs(CONTROLLED_SHUTDOWN_CALL_MS);
+          const res = await unary(pool.get(active.address), "ControlledShutdown", request, {
+            deadlineMs,
+          });
+          remaining = res.partitionsRemaining;
+        } catch (err) {
+          this.logger.warn("controlled shutdown call failed", { error: (err as Error).message });
+        }
+        if (remaining !== 0) await sleep(backoffMs(attempt), undefined, deadline);
+      }
+      // The moves reach this broker through its etcd watch.
+      while (leading() > 0 && !deadline.expired) {
+        await sleep(CONTROLLED_SHUTDOWN_POLL_MS, undefined, deadline);
+      }
+      await replicas.stopFetching();
+      this.logger.info("controlled shutdown done", { stillLeading: leading() });
+    } finally {
+      pool.close();
+    }
+  }
+
   private async shutdown(): Promise<void> {
     await runShutdownSteps(this.logger, [
+      ["controlledShutdown", () => this.controlledShutdown()],
       ["deregister", () => this.registrar?.stop()],
       [
         "grpc",

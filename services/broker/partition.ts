@@ -430,7 +430,7 @@ export class Partition implements FollowedPartition {
   private async truncateDiverged(epoch: number, divergence: Divergence): Promise<void> {
     const own = this.log.endOffsetForEpoch(divergence.epoch);
     const t = truncationOffset(divergence, own, this.log.logEndOffset);
-    if (!this.following(epoch) || t.offset >= this.log.logEndOffset) return;
+    if (!this.following(epoch)) return;
     this.logger.info("truncating by leader epoch", {
       leaderEpoch: epoch,
       divergingEpoch: divergence.epoch,

@@ -247,6 +247,14 @@ export class ReplicaManager {
     return [...this.partitions.values()];
   }
 
+  /**
+   * Stops replicating from leaders (controlled shutdown, once the leaderships moved): the broker
+   * then cannot rejoin an ISR, and so cannot be handed a leadership again, before it goes.
+   */
+  stopFetching(): Promise<void> {
+    return this.fetchers.stop();
+  }
+
   /** Stops following metadata and waits for in-flight reconciles. */
   async stop(): Promise<void> {
     this.stopped = true;

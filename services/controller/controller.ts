@@ -9,7 +9,7 @@ import type { ControllerConfig } from "../shared/config/index.js";
 import { ControllerElection } from "../shared/etcd/election.js";
 import { type EtcdKeys, noLeader } from "../shared/etcd/keys.js";
 import { formatHostPort, topicConfigOf } from "../shared/config/index.js";
-import { adminService } from "../shared/grpc/proto.js";
+import { adminService, brokerLifecycleService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { runShutdownSteps } from "../shared/run-service.js";
@@ -18,7 +18,9 @@ import { createRegistry, type MetricsServer, startMetricsServer } from "../share
 import { advertisedAddress, connectClusterEtcd } from "../shared/service-setup.js";
 import { adminServiceHandlers } from "./admin-service.js";
 import { LeaderBalancer } from "./leader-balancer.js";
+import { brokerLifecycleHandlers } from "./controlled-shutdown.js";
 import { LeaderElector } from "./leader-elector.js";
+import { notControllerError } from "./not-controller.js";
 
 /** Options beyond the config (tests inject a logger). */
 export interface ControllerOptions {
@@ -92,6 +94,17 @@ export class Controller {
       });
       this.closeAdmin = admin.close;
       this.server.addService(adminService, admin.handlers);
+      this.server.addService(
+        brokerLifecycleService,
+        brokerLifecycleHandlers({
+          client: this.etcd,
+          keys,
+          metadata: this.metadata,
+          leadership: () => self.election?.leadership,
+          notController: () => notControllerError(self.election?.leader()),
+          logger: this.logger.child({ component: "controlled-shutdown" }),
+        }),
+      );
       this.boundPort = await this.server.listen(c.listener.host, c.listener.port);
       const advertised = advertisedAddress(c, this.boundPort);
       this.election = new ControllerElection({

@@ -7,6 +7,7 @@
  * fault is detected in seconds.
  */
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
 import type { LocalCluster, ProcessHandle } from "../../services/local-cluster/local-cluster.js";
 import { waitFor } from "../support/wait-for.js";
@@ -187,6 +188,50 @@ describe("replication: acks=all under faults (RF 3, min ISR 2)", { timeout: 300_
     await finish(topic, producer);
   });
 
+  test("a rolling restart with SIGTERM: leaderships move first, no send times out or is refused", async () => {
+    const { topic, producer } = await replicatedTopic("repl-rolling");
+    for (const broker of cluster.brokerProcesses) {
+      const before = await partitionInfos(cluster, clients, topic);
+      const led = [...(before?.values() ?? [])].filter((p) => p.leader === Number(broker.id));
+      await broker.stop(); // SIGTERM: controlled shutdown, then exit
+      // Each leadership was moved by the controller's controlled shutdown (not by the election
+      // that follows a broker's loss): its log names every move.
+      const moves = await controlledMoves(cluster, topic, Number(broker.id));
+      assert.ok(
+        moves >= led.length,
+        `${moves} moves for ${led.length} leaderships of ${broker.name}`,
+      );
+      const moved = await partitionInfos(cluster, clients, topic);
+      for (const p of moved?.values() ?? []) {
+        assert.notEqual(p.leader, Number(broker.id), "no partition left on the stopped broker");
+      }
+      await producer.waitForMoreAcks(
+        ACKS_AFTER / 2,
+        SETTLE_MS,
+        `acks=all sends while ${broker.name} is down`,
+      );
+      await broker.restart();
+      await waitForIsr(
+        cluster,
+        clients,
+        topic,
+        PARTITIONS,
+        full,
+        SETTLE_MS,
+        `ISR full after ${broker.name} returned`,
+      );
+    }
+    await finish(topic, producer);
+    const bad = [...producer.failures.keys()].filter(
+      (code) => code !== "NOT_LEADER" && code !== "LEADER_NOT_AVAILABLE",
+    );
+    assert.deepEqual(
+      bad,
+      [],
+      `only leader moves, no timeout or refusal: ${JSON.stringify([...producer.failures])}`,
+    );
+  });
+
   test("two of three brokers killed: acks=all refused, nothing acknowledged lost after restart", async () => {
     const { topic, infos, producer } = await replicatedTopic("repl-kill-two");
     const p0 = infos.get(0)!;
@@ -211,6 +256,24 @@ describe("replication: acks=all under faults (RF 3, min ISR 2)", { timeout: 300_
     await finish(topic, producer);
   });
 });
+
+/** Moves the controllers logged for a broker shutting down, for `topic`. */
+async function controlledMoves(
+  cluster: LocalCluster,
+  topic: string,
+  from: number,
+): Promise<number> {
+  let n = 0;
+  for (const c of cluster.controllerProcesses) {
+    const text = await readFile(c.logFile, "utf8").catch(() => "");
+    for (const line of text.split("\n")) {
+      if (!line.includes("moved leadership off a broker shutting down")) continue;
+      const entry = JSON.parse(line) as { topic?: string; from?: number };
+      if (entry.topic === topic && entry.from === from) n++;
+    }
+  }
+  return n;
+}
 
 /** Waits until the producer saw `n` NOT_ENOUGH_REPLICAS refusals in all. */
 async function waitForRefusals(producer: OracleProducer, n: number): Promise<void> {

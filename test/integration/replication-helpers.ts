@@ -16,7 +16,7 @@ import { unary } from "../../services/shared/grpc/client.js";
 import { fromProtoErrorCode } from "../../services/shared/grpc/errors.js";
 import { buildBatch } from "../../services/shared/record-batch/builder.js";
 import { waitFor } from "../support/wait-for.js";
-import { type Clients, fetchAll } from "./cluster-helpers.js";
+import { type Clients, fetchAll, listOffset } from "./cluster-helpers.js";
 
 /** The proto's ACKS_ALL. */
 const ACKS_ALL = 3;
@@ -26,6 +26,8 @@ export const ORACLE_SEND_TIMEOUT_MS = 4_000;
 const ORACLE_RETRY_PAUSE_MS = 100;
 /** Records per batch the oracle sends. */
 const ORACLE_BATCH_RECORDS = 5;
+/** How long the oracle waits for a leader's high watermark to cover the acknowledged records, ms. */
+const HW_WAIT_MS = 15_000;
 /** Deadline of a Metadata poll, ms. */
 const METADATA_DEADLINE_MS = 2_000;
 
@@ -211,11 +213,20 @@ export async function checkOracle(
   topic: string,
   producer: OracleProducer,
 ): Promise<void> {
-  const infos = await partitionInfos(cluster, clients, topic);
-  assert.ok(infos, "metadata of the topic");
   for (const [partition, acked] of producer.acked) {
-    const leader = infos.get(partition)!.leader;
-    assert.ok(leader >= 0, `partition ${partition} has a leader`);
+    // A leader elected a moment ago learns the high watermark from its followers' next fetch:
+    // wait (bounded) until it covers what was acknowledged. Lost records never get there.
+    const needed = (acked.at(-1)?.offset ?? -1) + 1;
+    const leader = await waitFor(
+      async () => {
+        const info = (await partitionInfos(cluster, clients, topic))?.get(partition);
+        if (info === undefined || info.leader < 0) return undefined;
+        const broker = cluster.broker(info.leader);
+        const lo = await listOffset(clients.broker(broker.address), topic, partition, -1, 2_000);
+        return lo.errorCode === 0 && Number(lo.offset) >= needed ? info.leader : undefined;
+      },
+      { timeoutMs: HW_WAIT_MS, message: `partition ${partition}: high watermark at ${needed}` },
+    );
     const first = await readPartition(cluster, clients, topic, partition, leader);
     const second = await readPartition(cluster, freshClients, topic, partition, leader);
     assert.ok(second.length >= first.length, `partition ${partition}: the second read has as much`);

@@ -246,6 +246,27 @@ describe("truncation by leader epoch (real logs)", () => {
     assert.deepEqual(await contents(a.log), await contents(b.log));
   });
 
+  test("a leader that began an epoch but appended nothing in it converges as a follower", async (t) => {
+    const brokers = await cluster(t, [1, 2]);
+    const [a, b] = [brokers.get(1)!, brokers.get(2)!];
+    await elect(brokers, 1, 0, [1, 2]);
+    await produce(a, "m0");
+    await catchUp(a, b);
+    // A leads epoch 1 (its cache gets epoch 1 at its log end) but appends nothing; B, which
+    // never heard of epoch 1, then leads epoch 2 and writes.
+    await a.part.applyState(state(1, 1, [1, 2]));
+    assert.equal(a.log.latestEpoch, 1);
+    await b.part.applyState(state(2, 2, [2]));
+    await produce(b, "n2");
+    await a.part.applyState(state(2, 2, [2]));
+    await catchUp(b, a); // fails after ROUNDS_MAX if the same divergence comes back forever
+    assert.deepEqual(
+      (await contents(a.log)).flatMap((x) => x.values),
+      ["m0", "n2"],
+    );
+    assert.deepEqual(a.log.epochEntries(), b.log.epochEntries(), "the same epoch history");
+  });
+
   test("the leader-side check: no divergence for an empty follower or a matching epoch", () => {
     assert.equal(divergingEpoch(0, -1, { epoch: -1, endOffset: -1 }), undefined);
     assert.equal(divergingEpoch(5, 2, { epoch: 2, endOffset: 9 }), undefined);

@@ -11,7 +11,16 @@ import { LogSegment } from "./segment.js";
  * fall below `offset`); an offset at or below the log start empties the log. Runs on the queue.
  */
 export async function truncateTo(log: LogState, offset: number): Promise<void> {
-  if (offset >= log.endOffset) return;
+  if (offset >= log.endOffset) {
+    // No batch to drop, but an epoch may start at the log end without a batch in it: a broker
+    // that became leader (and assigned its epoch) but appended nothing before another leader
+    // was elected. That entry must go, or the follower keeps answering with it as its last
+    // epoch and its leader keeps answering the same divergence (Kafka truncates it the same way).
+    const before = log.epochs.latestEpoch();
+    log.epochs.truncateFromEnd(log.endOffset);
+    if (log.epochs.latestEpoch() !== before) await log.writeCheckpoint();
+    return;
+  }
   if (offset <= log.startOffset) {
     await truncateFully(log, offset);
     return;

@@ -184,7 +184,8 @@ export interface PartitionLog {
    * Removes every batch holding an offset ≥ `offset` (replication: a follower cutting what
    * diverges from its leader). A batch is never split, so the new log end may fall below
    * `offset`; later segments are deleted, the epoch cache is trimmed, and the high watermark
-   * and recovery point are lowered to the new log end. `offset` ≥ log end does nothing;
+   * and recovery point are lowered to the new log end. `offset` ≥ log end drops no batch, but
+   * removes an epoch that starts at the log end with no batch in it (see log-truncate.ts);
    * `offset` ≤ log start empties the log (as {@link truncateFullyAndStartAt}). On the write
    * queue.
    *

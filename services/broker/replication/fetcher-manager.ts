@@ -1,6 +1,9 @@
 /**
  * The replica fetchers of a broker (Kafka's `ReplicaFetcherManager`): one {@link ReplicaFetcher}
- * per leader broker, keyed by the leader's id and its address on the inter-broker listener. The
+ * per leader broker incarnation, keyed by the leader's id, its address on the inter-broker
+ * listener and its broker epoch, each with a channel of its own: a leader that restarted (a new
+ * broker epoch) is dialled afresh at once instead of after the old channel's reconnect backoff,
+ * which could outlast `replica.lag.time.max.ms`. The
  * replica manager calls {@link follow} when a partition's state says this broker follows leader
  * L in epoch E, and {@link unfollow} when it leads, has no leader or is no longer a replica. A
  * fetcher left with no partition is stopped; a leader that moved (restarted elsewhere) gets a new
@@ -8,7 +11,7 @@
  */
 import type { ClusterMetadata } from "../../shared/metadata/cluster-metadata.js";
 import { formatAddress } from "../../shared/grpc/addresses.js";
-import { ConnectionPool } from "../../shared/grpc/connection-pool.js";
+import { createClient } from "../../shared/grpc/client.js";
 import { replicationService, type ReplicationServiceClient } from "../../shared/grpc/proto.js";
 import type { Logger } from "../../shared/logger.js";
 import { type FetcherSettings, type FollowedPartition, ReplicaFetcher } from "./fetcher.js";
@@ -26,11 +29,13 @@ export interface FetcherManagerOptions {
 const key = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
 export class FetcherManager {
-  /** Fetchers by `<leaderId>@<address>`. */
-  private readonly fetchers = new Map<string, ReplicaFetcher>();
+  /** Fetchers (with their channel) by `<leaderId>@<address>#<brokerEpoch>`. */
+  private readonly fetchers = new Map<
+    string,
+    { fetcher: ReplicaFetcher; client: ReplicationServiceClient }
+  >();
   /** Which fetcher each followed partition is in. */
   private readonly placement = new Map<string, string>();
-  private readonly pool = new ConnectionPool<ReplicationServiceClient>(replicationService.Client);
   private stopped = false;
 
   constructor(private readonly options: FetcherManagerOptions) {}
@@ -54,23 +59,25 @@ export class FetcherManager {
       return;
     }
     const address = formatAddress(leader.host, leader.port);
-    const fetcherKey = `${leaderId}@${address}`;
+    const fetcherKey = `${leaderId}@${address}#${leader.brokerEpoch}`;
     const current = this.placement.get(k);
     if (current !== undefined && current !== fetcherKey) this.unfollow(part.topic, part.partition);
-    let fetcher = this.fetchers.get(fetcherKey);
-    if (fetcher === undefined) {
-      fetcher = new ReplicaFetcher({
+    let entry = this.fetchers.get(fetcherKey);
+    if (entry === undefined) {
+      const client = createClient(replicationService.Client, address);
+      const fetcher = new ReplicaFetcher({
         brokerId: this.options.brokerId,
         brokerEpoch: this.options.brokerEpoch,
         leaderId,
-        client: this.pool.get(address),
+        client,
         settings: this.options.settings,
         logger: this.options.logger,
         onFetched: this.options.onFetched,
       });
-      this.fetchers.set(fetcherKey, fetcher);
+      entry = { fetcher, client };
+      this.fetchers.set(fetcherKey, entry);
     }
-    fetcher.add(part);
+    entry.fetcher.add(part);
     this.placement.set(k, fetcherKey);
   }
 
@@ -80,22 +87,22 @@ export class FetcherManager {
     const fetcherKey = this.placement.get(k);
     if (fetcherKey === undefined) return;
     this.placement.delete(k);
-    const fetcher = this.fetchers.get(fetcherKey);
-    if (fetcher === undefined) return;
-    fetcher.remove(topic, partition);
-    if (fetcher.size === 0) {
+    const entry = this.fetchers.get(fetcherKey);
+    if (entry === undefined) return;
+    entry.fetcher.remove(topic, partition);
+    if (entry.fetcher.size === 0) {
       this.fetchers.delete(fetcherKey);
-      void fetcher.stop();
+      void entry.fetcher.stop().finally(() => entry.client.close());
     }
   }
 
-  /** Stops every fetcher and closes the connections. */
+  /** Stops every fetcher and closes the connections; later {@link follow} calls do nothing. */
   async stop(): Promise<void> {
     this.stopped = true;
     const all = [...this.fetchers.values()];
     this.fetchers.clear();
     this.placement.clear();
-    await Promise.all(all.map((f) => f.stop()));
-    this.pool.close();
+    await Promise.all(all.map((e) => e.fetcher.stop()));
+    for (const e of all) e.client.close();
   }
 }

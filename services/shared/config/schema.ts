@@ -102,6 +102,8 @@ export const LOG_ROLL_HOURS_DEFAULT = SEGMENT_MS_DEFAULT / HOUR_MS;
 export const SOCKET_REQUEST_MAX_BYTES_DEFAULT = 100 * 1024 * 1024;
 /** Default `broker.session.timeout.ms` (the etcd lease TTL of a broker's registration). */
 export const BROKER_SESSION_TIMEOUT_MS_DEFAULT = 6000;
+/** Default `controlled.shutdown.timeout.ms`: how long a stopping broker waits for its leaderships to move. */
+export const CONTROLLED_SHUTDOWN_TIMEOUT_MS_DEFAULT = 30_000;
 /** Default `leader.imbalance.check.interval.seconds`: Kafka's 300 (5 minutes). */
 export const LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT = 300;
 /** Default `leader.imbalance.per.broker.percentage`: Kafka's 10. */
@@ -246,6 +248,11 @@ const broker: ConfigKey[] = [
     doc: "Largest record batch accepted (topic default of `max.message.bytes`)." },
   { name: "socket.request.max.bytes", type: "int", default: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
     min: 1, unit: "bytes", services: BROKER, doc: "Largest gRPC message received." },
+  { name: "controlled.shutdown.enable", type: "bool", default: true, services: BROKER,
+    doc: "On SIGTERM, move this broker's leaderships to other in-sync replicas before stopping." },
+  { name: "controlled.shutdown.timeout.ms", type: "long",
+    default: CONTROLLED_SHUTDOWN_TIMEOUT_MS_DEFAULT, min: 0, unit: "ms", services: BROKER,
+    doc: "Longest wait of a controlled shutdown for the leaderships to move." },
   { name: "replica.lag.time.max.ms", type: "long", default: REPLICA_LAG_TIME_MS_MAX_DEFAULT,
     min: 100, unit: "ms", services: BROKER,
     doc: "A follower not caught up with the leader this long leaves the ISR." },

@@ -110,6 +110,10 @@ export interface BrokerConfig extends CommonConfig {
   readonly socketRequestMaxBytes: number;
   /** `broker.session.timeout.ms`: the etcd lease TTL. Default 6000. */
   readonly brokerSessionTimeoutMs: number;
+  /** `controlled.shutdown.enable`. Default true. */
+  readonly controlledShutdownEnable: boolean;
+  /** `controlled.shutdown.timeout.ms`. Default 30000. */
+  readonly controlledShutdownTimeoutMs: number;
   /** `replica.lag.time.max.ms`. Default 30000. */
   readonly replicaLagTimeMsMax: number;
   /** `replica.fetch.wait.max.ms`. Default 500. */
@@ -175,6 +179,8 @@ export function loadBrokerConfig(argv?: readonly string[], env?: Env, cwd?: stri
     messageMaxBytes: v.messageMaxBytes as number,
     socketRequestMaxBytes: v.socketRequestMaxBytes as number,
     brokerSessionTimeoutMs: v.brokerSessionTimeoutMs as number,
+    controlledShutdownEnable: v.controlledShutdownEnable as boolean,
+    controlledShutdownTimeoutMs: v.controlledShutdownTimeoutMs as number,
     replicaLagTimeMsMax: v.replicaLagTimeMaxMs as number,
     replicaFetchWaitMsMax: v.replicaFetchWaitMaxMs as number,
     replicaFetchBytesMax: v.replicaFetchMaxBytes as number,

@@ -15,7 +15,12 @@ import descriptor from "protobufjs/ext/descriptor/index.js";
 import type { ProtoGrpcType as AdminProto } from "../generated/admin.js";
 import type { ProtoGrpcType as BrokerProto } from "../generated/broker.js";
 import type { ProtoGrpcType as GatewayProto } from "../generated/gateway.js";
+import type { ProtoGrpcType as LifecycleProto } from "../generated/lifecycle.js";
 import type { ProtoGrpcType as ReplicationProto } from "../generated/replication.js";
+import type {
+  BrokerLifecycleServiceClient,
+  BrokerLifecycleServiceHandlers,
+} from "../generated/samsa/internal/v1/BrokerLifecycleService.js";
 import type {
   ReplicationServiceClient,
   ReplicationServiceHandlers,
@@ -150,7 +155,11 @@ export const packageDefinition: protoLoader.PackageDefinition = protoLoader.load
 fixReflectionDescriptors(packageDefinition);
 
 /** The loaded gRPC object, typed by the generated `ProtoGrpcType`s of the service protos. */
-export type SamsaProto = AdminProto & BrokerProto & GatewayProto & ReplicationProto;
+export type SamsaProto = AdminProto &
+  BrokerProto &
+  GatewayProto &
+  LifecycleProto &
+  ReplicationProto;
 
 /** The gRPC object tree (`samsa.v1.BrokerService`, ...) built from {@link packageDefinition}. */
 export const samsaProto = grpc.loadPackageDefinition(packageDefinition) as unknown as SamsaProto;
@@ -212,7 +221,15 @@ export const gatewayService: ServiceSpec<GatewayServiceHandlers, GatewayServiceC
 export const replicationService: ServiceSpec<ReplicationServiceHandlers, ReplicationServiceClient> =
   defineService("samsa.internal.v1.ReplicationService");
 
+/** `samsa.internal.v1.BrokerLifecycleService`: brokers' controlled shutdown (controllers). */
+export const brokerLifecycleService: ServiceSpec<
+  BrokerLifecycleServiceHandlers,
+  BrokerLifecycleServiceClient
+> = defineService("samsa.internal.v1.BrokerLifecycleService");
+
 export type {
+  BrokerLifecycleServiceClient,
+  BrokerLifecycleServiceHandlers,
   ReplicationServiceClient,
   ReplicationServiceHandlers,
   AdminServiceClient,
