@@ -1,5 +1,5 @@
 /**
- * The one place the protos are loaded (STYLE 4): every `.proto` under `proto/`, once, with the
+ * The one place the protos are loaded: every `.proto` under `proto/`, once, with the
  * explicit options below. `scripts/gen-proto.sh` generates the TypeScript types in
  * `services/shared/generated/` with the same options, so the types describe exactly the objects
  * this loader produces. Services and clients take their {@link ServiceSpec} from here; server
