@@ -8,33 +8,39 @@
 import { ErrorCode, SamsaError } from "../../shared/errors.js";
 import type { ReplicaFetchPartitionResult } from "../../shared/generated/samsa/internal/v1/ReplicaFetchPartitionResult.js";
 import type { ReplicaFetchRequest__Output } from "../../shared/generated/samsa/internal/v1/ReplicaFetchRequest.js";
-import {
-  FETCH_BYTES_MAX_DEFAULT,
-  FETCH_PARTITION_BYTES_MAX_DEFAULT,
-  FETCH_WAIT_MS_MAX,
-  NO_OFFSET,
-} from "../../shared/protocol-limits.js";
+import { NO_OFFSET } from "../../shared/protocol-limits.js";
 import {
   checkPartitionCount,
   checkTopicPartition,
   errorResult,
-  limit,
   NO_ERROR,
   parseInt64,
 } from "../../shared/request-parsing.js";
 import type { Partition } from "../partition.js";
 import type { HandlerDeps } from "./handler-deps.js";
+import { type BudgetedRead, longPoll } from "./long-poll.js";
 
 type Query = ReplicaFetchRequest__Output["partitions"][number];
 
-interface Read {
+interface Read extends BudgetedRead {
   readonly result: ReplicaFetchPartitionResult;
-  readonly part?: Partition;
-  readonly offset: number;
-  readonly bytes: number;
 }
 
 const EMPTY = Buffer.alloc(0);
+
+function asRead(result: ReplicaFetchPartitionResult, wait?: BudgetedRead["wait"]): Read {
+  return {
+    result,
+    wait,
+    answerNow: result.errorCode !== NO_ERROR || Boolean(result.divergingEpoch),
+    get bytes() {
+      return (result.records as Buffer).length;
+    },
+    dropBytes() {
+      result.records = EMPTY;
+    },
+  };
+}
 
 /** The follower must be a registered broker, and not an earlier incarnation of it. */
 function checkReplica(deps: HandlerDeps, request: ReplicaFetchRequest__Output): number {
@@ -84,8 +90,7 @@ async function readPartition(
     );
     if (diverged !== undefined) {
       const divergingEpoch = { epoch: diverged.epoch, endOffset: String(diverged.endOffset) };
-      const result = { ...base, errorCode: NO_ERROR, ...ends, records: EMPTY, divergingEpoch };
-      return { result, offset, bytes: 0 };
+      return asRead({ ...base, errorCode: NO_ERROR, ...ends, records: EMPTY, divergingEpoch });
     }
     const r = await log.read(offset, maxBytes, { maxOffset: log.logEndOffset });
     const result = {
@@ -95,7 +100,7 @@ async function readPartition(
       highWatermark: String(log.highWatermark),
       records: r.bytes,
     };
-    return { result, part, offset, bytes: r.bytes.length };
+    return asRead(result, { part, offset });
   } catch (err) {
     deps.logUnexpected(err, q.topic, q.partition);
     const none = String(NO_OFFSET);
@@ -107,36 +112,8 @@ async function readPartition(
             logStartOffset: String(part.log.logStartOffset),
             logEndOffset: String(part.log.logEndOffset),
           };
-    return { result: { ...base, ...errorResult(err), ...ends, records: EMPTY }, offset, bytes: 0 };
+    return asRead({ ...base, ...errorResult(err), ...ends, records: EMPTY });
   }
-}
-
-async function fetchOnce(
-  deps: HandlerDeps,
-  request: ReplicaFetchRequest__Output,
-  brokerEpoch: number,
-): Promise<Read[]> {
-  let budget = limit(request.maxBytes, FETCH_BYTES_MAX_DEFAULT, 1, FETCH_BYTES_MAX_DEFAULT);
-  const out: Read[] = [];
-  for (const q of request.partitions) {
-    const partMax = limit(
-      q.partitionMaxBytes,
-      FETCH_PARTITION_BYTES_MAX_DEFAULT,
-      1,
-      FETCH_BYTES_MAX_DEFAULT,
-    );
-    const r = await readPartition(
-      deps,
-      request,
-      brokerEpoch,
-      q,
-      budget > 0 ? Math.min(partMax, budget) : 0,
-    );
-    if (budget <= 0) r.result.records = EMPTY;
-    budget -= r.bytes;
-    out.push(r);
-  }
-  return out;
 }
 
 /** Answers a ReplicaFetch (long poll on the partitions' log ends). */
@@ -147,19 +124,11 @@ export async function replicaFetch(
 ): Promise<{ partitions: ReplicaFetchPartitionResult[] }> {
   checkPartitionCount(request.partitions.length);
   const brokerEpoch = checkReplica(deps, request);
-  const minBytes = Math.max(request.minBytes, 1);
-  const deadline = Date.now() + Math.min(request.maxWaitMs, FETCH_WAIT_MS_MAX);
-  for (;;) {
-    const reads = await fetchOnce(deps, request, brokerEpoch);
-    const bytes = reads.reduce((n, r) => n + r.bytes, 0);
-    const answerNow = reads.some((r) => r.result.errorCode !== NO_ERROR || r.result.divergingEpoch);
-    const waitMs = deadline - Date.now();
-    if (bytes >= minBytes || answerNow || waitMs <= 0 || callSignal.aborted) {
-      return { partitions: reads.map((r) => r.result) };
-    }
-    const woken = new AbortController();
-    const signal = AbortSignal.any([callSignal, woken.signal]);
-    await Promise.race(reads.map((r) => r.part!.waitForData(r.offset, waitMs, signal, "logEnd")));
-    woken.abort();
-  }
+  const reads = await longPoll(
+    request.partitions,
+    { ...request, bound: "logEnd" },
+    (q, maxBytes) => readPartition(deps, request, brokerEpoch, q, maxBytes),
+    callSignal,
+  );
+  return { partitions: reads.map((r) => r.result) };
 }
