@@ -15,7 +15,6 @@ import type { ElectLeadersResponse } from "../shared/generated/samsa/v1/ElectLea
 import { ElectionType as ProtoElectionType } from "../shared/generated/samsa/v1/ElectionType.js";
 import { ConnectionPool } from "../shared/grpc/connection-pool.js";
 import { callController } from "../shared/grpc/controller-call.js";
-import { CONTROLLER_METADATA_KEY } from "../shared/grpc/errors.js";
 import type { ServiceHandlers } from "../shared/grpc/handlers.js";
 import { adminService } from "../shared/grpc/proto.js";
 import type { Logger } from "../shared/logger.js";
@@ -27,6 +26,7 @@ import { toProtoErrorCode } from "../shared/grpc/errors.js";
 import { Deadline } from "../shared/retry.js";
 import type { ElectionResult, LeaderBalancer, TopicPartitionRef } from "./leader-balancer.js";
 import type { ElectionType } from "./leader-elector.js";
+import { notControllerError } from "./not-controller.js";
 import { createTopic, deleteTopic, resolveTopicSpec, type TopicDefaults } from "./topic-admin.js";
 
 /** Metadata key marking a call forwarded by a standby (never forwarded again). */
@@ -128,18 +128,7 @@ export function adminServiceHandlers(deps: AdminServiceDeps): {
   const election = () => deps.election;
   const forwardClients = new ConnectionPool(adminService.Client);
 
-  function notController(): SamsaError {
-    const leader = election().leader();
-    return new SamsaError(
-      ErrorCode.NOT_CONTROLLER,
-      leader
-        ? `the active controller is ${leader.id} at ${leader.address}`
-        : "no controller is active",
-      {
-        metadata: leader ? { [CONTROLLER_METADATA_KEY]: leader.address } : {},
-      },
-    );
-  }
+  const notController = (): SamsaError => notControllerError(election().leader());
 
   /**
    * Our leadership; when we already observe ourselves as the leader but the campaign has not
