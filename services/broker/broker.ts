@@ -212,8 +212,11 @@ export class Broker {
     const deadline = new Deadline(c.controlledShutdownTimeoutMs);
     const pool = new ConnectionPool(brokerLifecycleService.Client);
     try {
+      // Partitions with no other live in-sync replica cannot move; asking again only helps while
+      // the answer improves (a follower catching up, a lost CAS race), so it stops when it does not.
       let remaining = -1;
       for (let attempt = 0; remaining !== 0 && !deadline.expired; attempt++) {
+        const previous = remaining;
         const active = metadata.activeController();
         try {
           if (active === undefined) throw new Error("no active controller");
@@ -223,17 +226,19 @@ export class Broker {
             deadlineMs,
           });
           remaining = res.partitionsRemaining;
+          if (previous >= 0 && remaining >= previous) break;
         } catch (err) {
           this.logger.warn("controlled shutdown call failed", { error: (err as Error).message });
         }
         if (remaining !== 0) await sleep(backoffMs(attempt), undefined, deadline);
       }
       // The moves reach this broker through its etcd watch.
-      while (leading() > 0 && !deadline.expired) {
+      const unmovable = Math.max(remaining, 0);
+      while (leading() > unmovable && !deadline.expired) {
         await sleep(CONTROLLED_SHUTDOWN_POLL_MS, undefined, deadline);
       }
       await replicas.stopFetching();
-      this.logger.info("controlled shutdown done", { stillLeading: leading() });
+      this.logger.info("controlled shutdown done", { stillLeading: leading(), unmovable });
     } finally {
       pool.close();
     }
