@@ -15,7 +15,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { AdminClient } from "../../services/client/admin-client.js";
-import { BOOTSTRAP_ENV, CONTROLLER_ENV } from "../../services/cli/defaults.js";
+import { cliEnv } from "../support/cli.js";
 import { createClient, unary } from "../../services/shared/grpc/client.js";
 import { brokerService } from "../../services/shared/grpc/proto.js";
 import { waitFor } from "../support/wait-for.js";
@@ -61,12 +61,7 @@ function samsa(
   args: readonly string[],
   input?: string,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!key.startsWith("SAMSA_") && key !== "NODE_TEST_CONTEXT") env[key] = value;
-  }
-  env[BOOTSTRAP_ENV] = bootstrap;
-  env[CONTROLLER_ENV] = controller;
+  const env = cliEnv(bootstrap, controller);
   return run(
     process.execPath,
     ["scripts/samsa.mjs", "--api-timeout-ms", String(CLI_API_TIMEOUT_MS), ...args],

@@ -6,15 +6,13 @@
  * a bad topic name fails with exit code 1 and a one-line error.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import {
   type LocalCluster,
   startLocalCluster,
 } from "../../services/local-cluster/local-cluster.js";
-import { BOOTSTRAP_ENV, CONTROLLER_ENV } from "../../services/cli/defaults.js";
+import { type CliRun, runCli } from "../support/cli.js";
 import { waitFor } from "../support/wait-for.js";
 
 /** Longest one CLI run may take, ms (its own operations time out after 30 s by default). */
@@ -28,25 +26,6 @@ const IDLE_TIMEOUT_MS = 3_000;
 const PARTITIONS = 3;
 const RECORDS = 200;
 const KEYS = 7;
-const SHIM = fileURLToPath(new URL("../../scripts/samsa.mjs", import.meta.url));
-
-/** What a CLI run left behind. */
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** The test runner's environment without `SAMSA_*` and node:test's marker, plus `extra`. */
-function cliEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (key.startsWith("SAMSA_") || key === "NODE_TEST_CONTEXT") continue;
-    env[key] = value;
-  }
-  return { ...env, ...extra };
-}
 
 /** `KEEP_CLUSTER_DATA=1` keeps the cluster's dir (data and `logs/<name>.log`) to debug a failure. */
 const KEEP_DATA = process.env.KEEP_CLUSTER_DATA === "1";
@@ -56,31 +35,15 @@ describe("samsa CLI round trip (child processes, real cluster)", { timeout: 90_0
   const topic = `cli-${randomBytes(4).toString("hex")}`;
 
   /** Runs `samsa <args>` with `input` on stdin; killed (and reported) past the run timeout. */
-  const samsa = (args: readonly string[], input = ""): Promise<Run> =>
-    new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [SHIM, ...args], {
-        env: cliEnv({
-          [BOOTSTRAP_ENV]: cluster.bootstrap.join(","),
-          [CONTROLLER_ENV]: cluster.controllers.join(","),
-        }),
-        stdio: ["pipe", "pipe", "pipe"],
-        timeout: CLI_RUN_TIMEOUT_MS,
-        killSignal: "SIGKILL",
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.setEncoding("utf8").on("data", (d: string) => {
-        stdout += d;
-      });
-      child.stderr.setEncoding("utf8").on("data", (d: string) => {
-        stderr += d;
-      });
-      child.on("error", reject);
-      child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
-      child.stdin.end(input);
+  const samsa = (args: readonly string[], input = ""): Promise<CliRun> =>
+    runCli(args, {
+      bootstrap: cluster.bootstrap.join(","),
+      controller: cluster.controllers.join(","),
+      timeoutMs: CLI_RUN_TIMEOUT_MS,
+      input,
     });
   /** Runs `samsa <args>` and asserts exit code 0; returns the run. */
-  const ok = async (args: readonly string[], input = ""): Promise<Run> => {
+  const ok = async (args: readonly string[], input = ""): Promise<CliRun> => {
     const run = await samsa(args, input);
     assert.equal(
       run.code,

@@ -5,13 +5,11 @@
  * controller, three brokers and one gateway as processes.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { BOOTSTRAP_ENV, CONTROLLER_ENV } from "../../services/cli/defaults.js";
 import { AdminClient, Cluster, Consumer, Producer } from "../../services/client/index.js";
 import type { LocalCluster } from "../../services/local-cluster/local-cluster.js";
+import { type CliRun, runCli } from "../support/cli.js";
 import { startTestCluster } from "./cluster-helpers.js";
 
 const PARTITIONS = 3;
@@ -21,38 +19,14 @@ const KEYS = 11;
 const CONSUME_TIMEOUT_MS = 20_000;
 /** Longest one CLI run may take, ms. */
 const CLI_RUN_TIMEOUT_MS = 30_000;
-const SHIM = fileURLToPath(new URL("../../scripts/samsa.mjs", import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** Runs the CLI with only the gateway as bootstrap and controller. */
-function samsa(gateway: string, args: readonly string[], input = ""): Promise<Run> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!key.startsWith("SAMSA_") && key !== "NODE_TEST_CONTEXT") env[key] = value;
-  }
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SHIM, ...args], {
-      env: { ...env, [BOOTSTRAP_ENV]: gateway, [CONTROLLER_ENV]: gateway },
-      stdio: ["pipe", "pipe", "pipe"],
-      timeout: CLI_RUN_TIMEOUT_MS,
-      killSignal: "SIGKILL",
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr += d;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
+function samsa(gateway: string, args: readonly string[], input = ""): Promise<CliRun> {
+  return runCli(args, {
+    bootstrap: gateway,
+    controller: gateway,
+    timeoutMs: CLI_RUN_TIMEOUT_MS,
+    input,
   });
 }
 
