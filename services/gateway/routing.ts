@@ -29,6 +29,8 @@ export const ROUTE_DEADLINE_MARGIN_MS = 100;
  * this gateway's etcd watch, short enough that a misspelt name is answered promptly.
  */
 export const UNKNOWN_TOPIC_WAIT_MS = 500;
+/** Least time left on the deadline worth another attempt, ms; below it the last answer stands. */
+export const ROUTE_ATTEMPT_MS_MIN = 20;
 /** Shortest pause between two attempts, ms: metadata churn must not make a retry loop spin. */
 export const RETRY_PAUSE_MS_MIN = 20;
 
@@ -262,7 +264,9 @@ export async function routePartitions<P extends PartitionKey, R extends { errorC
       if (results[slot.index] !== undefined) continue;
       const err = slot.error!;
       if (routing.isFinal(err, attempt))
-        results[slot.index] = slot.lastAnswer ?? spec.failed(slot.part, err);
+        results[slot.index] =
+          (routing.retriable(err.code) ? slot.lastAnswer : undefined) ??
+          spec.failed(slot.part, err);
       else retry.push(slot);
     }
     pending = retry;
@@ -272,6 +276,14 @@ export async function routePartitions<P extends PartitionKey, R extends { errorC
       pending.map((s) => s.error!),
       attempt,
     );
+    if (signal.aborted) throw signal.reason;
+    if (deadline.remainingMs() < ROUTE_ATTEMPT_MS_MIN) {
+      // Too little time is left for another attempt to get an answer: the last answer a broker
+      // gave (NOT_ENOUGH_REPLICAS, NOT_LEADER...) tells the client more than a timeout would.
+      for (const slot of pending)
+        results[slot.index] = slot.lastAnswer ?? spec.failed(slot.part, slot.error!);
+      break;
+    }
   }
   return results as R[];
 }
@@ -286,8 +298,9 @@ async function attemptOnce<P extends PartitionKey, R extends { errorCode: number
 ): Promise<void> {
   const groups = new Map<number, { target: BrokerTarget; slots: Slot<P, R>[] }>();
   for (const slot of pending) {
+    // The last broker answer is kept across attempts: if this attempt gets none (a timeout, a
+    // broker that went away), the answer of the one before is the partition's result.
     slot.error = undefined;
-    slot.lastAnswer = undefined;
     try {
       const target = routing.leaderFor(slot.part.topic, slot.part.partition);
       const group = groups.get(target.brokerId) ?? { target, slots: [] };

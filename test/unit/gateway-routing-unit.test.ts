@@ -307,6 +307,51 @@ describe("gateway routing: retries", () => {
     assert.ok(sends.filter((s) => s.tags.includes("t:0")).length >= 2, "retried meanwhile");
   });
 
+  it("when the last attempt gets no answer (a timeout), the answer before it stands", async () => {
+    const { routing } = setup();
+    const sends: number[] = [];
+    const results = await routePartitions<Part, Result>(routing, {
+      method: "Produce",
+      parts: [{ topic: "t", partition: 1, tag: "t:1" }],
+      deadline: new Deadline(400),
+      signal: new AbortController().signal,
+      check: () => {},
+      send: async (_t, some, deadline, attempt) => {
+        sends.push(attempt);
+        if (attempt === 0) {
+          return some.map((p) => ({
+            ...p,
+            errorCode: ErrorCode.NOT_ENOUGH_REPLICAS,
+            errorMessage: "isr 1 < min 2",
+            from: "broker-2",
+          }));
+        }
+        // Every later call hangs until the deadline, as a call to an unreachable broker does.
+        await new Promise((r) => setTimeout(r, deadline.remainingMs()));
+        throw new SamsaError(ErrorCode.REQUEST_TIMED_OUT, "Deadline exceeded after 0.001s");
+      },
+      failed: (p, err) => ({
+        ...p,
+        errorCode: err.code,
+        errorMessage: err.message,
+        from: "failed",
+      }),
+    });
+    assert.ok(sends.length >= 2, "retried");
+    assert.deepEqual(codes(results), ["NOT_ENOUGH_REPLICAS"]);
+    assert.equal(results[0]!.errorMessage, "isr 1 < min 2");
+  });
+
+  it("no attempt starts with less than ROUTE_ATTEMPT_MS_MIN left: the last answer stands", async () => {
+    const { route, sends } = setup();
+    const results = await route(["t:1"], () => ({ errorCode: ErrorCode.NOT_ENOUGH_REPLICAS }), {
+      timeoutMs: 250,
+    });
+    assert.deepEqual(codes(results), ["NOT_ENOUGH_REPLICAS"]);
+    assert.equal(results[0]!.from, "broker-2");
+    assert.ok(sends.length >= 2, "retried meanwhile");
+  });
+
   it("a partition without a live leader is LEADER_NOT_AVAILABLE until one appears", async () => {
     const { fake, route, sends } = setup([noLeader, 2, 1]);
     setTimeout(() => fake.setLeader("t", 0, 3), 30);
