@@ -13,16 +13,21 @@
 #   3. etcd (only with --etcd): Debian's etcd-server when no `etcd` is found (/usr/bin/etcd or
 #      PATH, where the launcher looks) and this is root with apt-get; otherwise one line with the
 #      command to run, and exit 1.
+#   4. ip and iptables (only with --netns; the network-namespace fault tests, test/support/netns.ts,
+#      run it when either is missing): Debian's iproute2 and iptables, as for etcd.
 #
-# With nothing to do it only checks (well under a second). Usage: bash scripts/bootstrap.sh [--etcd]
+# With nothing to do it only checks (well under a second).
+# Usage: bash scripts/bootstrap.sh [--etcd] [--netns]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NEED_ETCD=0
+NEED_NETNS=0
 for arg in "$@"; do
   case "$arg" in
     --etcd) NEED_ETCD=1 ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    --netns) NEED_NETNS=1 ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "bootstrap: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -94,7 +99,30 @@ if [ "$NEED_ETCD" = 1 ] && ! find_etcd >/dev/null; then
   fi
 fi
 
+# --- 4. ip and iptables -------------------------------------------------------------------------
+find_sbin() {
+  for d in /usr/sbin /sbin /usr/bin /bin; do [ -x "$d/$1" ] && { echo "$d/$1"; return 0; }; done
+  command -v "$1" 2>/dev/null
+}
+if [ "$NEED_NETNS" = 1 ] && { ! find_sbin ip >/dev/null || ! find_sbin iptables >/dev/null; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "ip or iptables is missing: apt-get update && apt-get install -y iproute2 iptables"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    apt-get install -y -q iproute2 iptables >&2
+    find_sbin ip >/dev/null && find_sbin iptables >/dev/null ||
+      { log "iproute2 and iptables installed but ip or iptables not found"; exit 1; }
+  elif command -v apt-get >/dev/null 2>&1; then
+    log "ip or iptables is missing; install them with: sudo apt-get install -y iproute2 iptables"
+    exit 1
+  else
+    log "ip or iptables is missing; install iproute2 and iptables"
+    exit 1
+  fi
+fi
+
 summary="npm dependencies match $LOCK"
 [ "$installed" = 1 ] && summary="npm dependencies installed from $LOCK"
 [ "$NEED_ETCD" = 1 ] && summary="$summary; etcd: $(find_etcd)"
+[ "$NEED_NETNS" = 1 ] && summary="$summary; ip: $(find_sbin ip), iptables: $(find_sbin iptables)"
 log "$summary"

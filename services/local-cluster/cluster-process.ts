@@ -125,6 +125,11 @@ export interface ServiceSpec {
   logFile: string;
   /** Flags for the service, given its ports. */
   args: (port: number, metricsPort: number) => string[];
+  /**
+   * A command the service runs under, e.g. `["ip", "netns", "exec", "ns1"]` (the command must
+   * exec node in place, so the pid and signals are node's). Default none: node itself.
+   */
+  commandPrefix?: readonly string[];
   detached: boolean;
   readyTimeoutMs: number;
   stopTimeoutMs: number;
@@ -205,7 +210,10 @@ export class ServiceProcess implements ProcessHandle {
 
   /** Spawns the process and waits until `/healthz` says it is ready (or it exits: throws). */
   private async launch(): Promise<void> {
+    const [command = process.execPath, ...prefixArgs] = this.spec.commandPrefix ?? [];
     const args = [
+      ...prefixArgs,
+      ...(this.spec.commandPrefix?.length ? [process.execPath] : []),
       "--import",
       "tsx",
       join("services", this.spec.kind, "main.ts"),
@@ -218,6 +226,7 @@ export class ServiceProcess implements ProcessHandle {
         message: "local-cluster: starting process",
         service: "local-cluster",
         name: this.name,
+        command,
         args,
         timestamp: new Date().toISOString(),
       })}\n`,
@@ -225,7 +234,7 @@ export class ServiceProcess implements ProcessHandle {
     const fd = openSync(this.logFile, "a");
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, args, {
+      child = spawn(command, args, {
         cwd: REPO_ROOT,
         env: childEnv(),
         stdio: ["ignore", fd, fd],
@@ -336,7 +345,7 @@ export function etcdHandle(etcd: EtcdProcess, logFile: string): ProcessHandle {
     },
     port: etcd.clientPort,
     metricsPort: etcd.clientPort,
-    address: `127.0.0.1:${etcd.clientPort}`,
+    address: new URL(etcd.endpoint).host,
     logFile,
     get running() {
       return running && pidAlive(etcd.pid);

@@ -29,6 +29,8 @@ const probeDeadlineMs = 1_000;
 const portRetriesMax = 3;
 /** Bytes of etcd's stderr kept for error messages. */
 const stderrTailBytesMax = 8_192;
+/** Address etcd serves clients on unless {@link StartEtcdOptions.host} says otherwise. */
+export const etcdHostDefault = "127.0.0.1";
 
 /** Options of {@link startEtcd}. */
 export interface StartEtcdOptions {
@@ -38,6 +40,11 @@ export interface StartEtcdOptions {
   clientPort?: number;
   /** Fixed peer port. Default: a free loopback port. */
   peerPort?: number;
+  /**
+   * Address etcd serves clients on and advertises (e.g. a bridge address that processes in
+   * network namespaces reach). Default {@link etcdHostDefault}. The peer URL stays on loopback.
+   */
+  host?: string;
   /** Also write etcd's (warn-level) log to this file, appending. Default: stderr only. */
   logFile?: string;
   /**
@@ -51,6 +58,8 @@ export interface StartEtcdOptions {
 export interface EtcdProcess {
   /** Client URL, e.g. `http://127.0.0.1:40123`. */
   readonly endpoint: string;
+  /** Host of the client URL ({@link StartEtcdOptions.host}). */
+  readonly host: string;
   readonly clientPort: number;
   /** Pid of the current etcd process (changes on `restart()`). */
   readonly pid: number;
@@ -109,16 +118,17 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdPro
   const ownDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "samsa-etcd-")));
   const detached = options.detached ?? false;
+  const host = options.host ?? etcdHostDefault;
   // Fixed ports cannot be changed on a clash, so retrying them would only fail again.
   const attempts = options.clientPort === undefined ? portRetriesMax : 1;
   let lastError: unknown;
   for (let attempt = 0; attempt < attempts; attempt++) {
     const clientPort = options.clientPort ?? (await freePort());
     const peerPort = options.peerPort ?? (await freePort());
-    const args = etcdArgs(dataDir, clientPort, peerPort, options.logFile);
+    const args = etcdArgs(dataDir, host, clientPort, peerPort, options.logFile);
     try {
-      const first = await launch(binary, args, `http://127.0.0.1:${clientPort}`, detached);
-      return handle(binary, args, first, clientPort, dataDir, ownDir, detached);
+      const first = await launch(binary, args, clientUrl(host, clientPort), detached);
+      return handle(binary, args, first, host, clientPort, dataDir, ownDir, detached);
     } catch (err) {
       lastError = err;
     }
@@ -127,13 +137,19 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdPro
   throw lastError;
 }
 
+/** `http://host:port`, IPv6 hosts in brackets. */
+function clientUrl(host: string, port: number): string {
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
 function etcdArgs(
   dataDir: string,
+  host: string,
   clientPort: number,
   peerPort: number,
   logFile: string | undefined,
 ): string[] {
-  const client = `http://127.0.0.1:${clientPort}`;
+  const client = clientUrl(host, clientPort);
   const peer = `http://127.0.0.1:${peerPort}`;
   return [
     "--name=samsa-test",
@@ -215,6 +231,7 @@ function handle(
   binary: string,
   args: string[],
   first: Launched,
+  host: string,
   clientPort: number,
   dataDir: string,
   ownDir: boolean,
@@ -222,7 +239,7 @@ function handle(
 ): EtcdProcess {
   let current = first;
   let paused = false;
-  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const endpoint = clientUrl(host, clientPort);
   const isAlive = () => current.child.exitCode === null && current.child.signalCode === null;
   const kill = async () => {
     if (isAlive()) current.child.kill("SIGKILL");
@@ -231,6 +248,7 @@ function handle(
   };
   return {
     endpoint,
+    host,
     clientPort,
     dataDir,
     get pid() {

@@ -105,6 +105,21 @@ export interface LocalClusterOptions {
   gateways?: number;
   /** Address every process binds and advertises. Default `127.0.0.1`. */
   host?: string;
+  /**
+   * Address broker 1, 2, ... binds and advertises instead of `host` (e.g. its network
+   * namespace's); a list shorter than the brokers (or none) means `host` for the rest.
+   */
+  brokerHosts?: readonly string[];
+  /**
+   * Command broker 1, 2, ... runs under (e.g. `["ip", "netns", "exec", "<ns>"]`: it must exec
+   * node in place); a list shorter than the brokers (or none) means node itself for the rest.
+   */
+  brokerCommandPrefixes?: readonly (readonly string[])[];
+  /**
+   * Address etcd serves clients on and every process dials it at (e.g. a bridge address that
+   * brokers in network namespaces reach). Default `127.0.0.1`.
+   */
+  etcdHost?: string;
   /** Fixed ports. Default: all ephemeral. */
   ports?: LocalClusterPorts;
   /** `log.level` of controllers, brokers and gateways. Default `info`. */
@@ -233,6 +248,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
       dataDir: join(dataDir, "etcd"),
       clientPort: ports.etcdClient,
       peerPort: ports.etcdPeer,
+      host: options.etcdHost,
       logFile: etcdLog,
       detached: r.detached,
     });
@@ -281,16 +297,24 @@ async function createProcesses(
   etcd: EtcdProcess,
 ): Promise<ClusterProcesses> {
   const ports = options.ports ?? {};
-  const spec = (kind: ServiceSpec["kind"], name: string, id: string, extra: string[]) => ({
+  const spec = (
+    kind: ServiceSpec["kind"],
+    name: string,
+    id: string,
+    extra: string[],
+    host = r.host,
+    commandPrefix?: readonly string[],
+  ): ServiceSpec => ({
     kind,
     name,
     id,
-    host: r.host,
+    host,
+    commandPrefix,
     logFile: join(logDir, `${name}.log`),
     args: (port: number, metricsPort: number) => [
       ...extra,
-      `--listeners=${r.host}:${port}`,
-      `--metrics.host=${r.host}`,
+      `--listeners=${host}:${port}`,
+      `--metrics.host=${host}`,
       `--metrics.port=${metricsPort}`,
       `--etcd.endpoints=${etcd.endpoint}`,
       `--log.level=${r.logLevel}`,
@@ -316,7 +340,14 @@ async function createProcesses(
       `--log.dirs=${join(dataDir, name)}`,
       ...(options.brokerArgs ?? []),
     ];
-    const s = spec("broker", name, String(id), extra);
+    const s = spec(
+      "broker",
+      name,
+      String(id),
+      extra,
+      options.brokerHosts?.[id - 1],
+      options.brokerCommandPrefixes?.[id - 1],
+    );
     brokers.push(
       await ServiceProcess.create(s, ports.brokers?.[id - 1], ports.brokerMetrics?.[id - 1]),
     );
