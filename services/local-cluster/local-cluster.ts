@@ -20,6 +20,11 @@
  * `controller.id=controller-<i>`, brokers `broker.id=<i>`, gateways `gateway.id=gateway-<i>`,
  * all counting from 1.
  *
+ * Network faults (test/support/netns.ts): `brokerHosts` and `brokerCommandPrefixes` run each
+ * broker in a network namespace of its own (`ip netns exec <ns> node ...`), bound to and
+ * advertising that namespace's address, and `etcdHost` puts etcd's client URL on an address the
+ * namespaces reach (a bridge's); by default everything binds `host` in this namespace.
+ *
  * Readiness: a process is ready when its `/healthz` answers 200 (a broker only once it is
  * registered in etcd, so a broker restarted after a crash is ready once it has outwaited its
  * predecessor's registration lease); the cluster is ready when every controller's
