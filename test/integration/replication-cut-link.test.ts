@@ -310,10 +310,14 @@ describe("replication: cut links between brokers (RF 3, min ISR 2)", {
       await moreAcksOn(producer, partition, ACKS_DURING, "acks=all sends on the new leader");
       // The first pinned send reached the isolated leader while it still led (it cannot learn
       // otherwise): it was appended there and could not be acknowledged.
-      await waitFor(() => stale.failed(ErrorCode.REQUEST_TIMED_OUT) >= 1, {
-        timeoutMs: SETTLE_MS,
-        message: "a pinned send appended on the isolated leader and timed out",
-      });
+      // (An acknowledgement ends the wait too, to fail below saying so.)
+      await waitFor(
+        () => stale.acked.length > 0 || stale.failed(ErrorCode.REQUEST_TIMED_OUT) >= 1,
+        {
+          timeoutMs: SETTLE_MS,
+          message: "a pinned send appended on the isolated leader and timed out",
+        },
+      );
     } finally {
       await stale.stop();
     }
