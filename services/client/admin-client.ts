@@ -108,6 +108,27 @@ export interface ElectionResult extends TopicPartition {
   readonly leaderEpoch: number;
 }
 
+/**
+ * A partition's requested reassignment (Kafka's `alterPartitionReassignments`): the target
+ * replicas, preferred leader first, or null to cancel the reassignment in progress.
+ */
+export interface PartitionReassignment extends TopicPartition {
+  readonly replicas: readonly number[] | null;
+}
+
+/** The outcome of one requested reassignment: `error` is null when it started (or was cancelled). */
+export interface ReassignmentResult extends TopicPartition {
+  readonly error: SamsaError | null;
+}
+
+/** A reassignment in progress (Kafka's `PartitionReassignment`). */
+export interface OngoingReassignment extends TopicPartition {
+  /** Every replica while it runs: the target first, then those being removed. */
+  readonly replicas: readonly number[];
+  readonly addingReplicas: readonly number[];
+  readonly removingReplicas: readonly number[];
+}
+
 /** The proto's ElectionType values. */
 const PROTO_ELECTION_TYPES = {
   preferred: ProtoElectionType.ELECTION_TYPE_PREFERRED,
@@ -207,6 +228,67 @@ export class AdminClient {
         leaderEpoch: p.leaderEpoch,
       })),
     );
+  }
+
+  /**
+   * Starts (or, with `replicas` null, cancels) partition reassignments (Kafka's
+   * `alterPartitionReassignments`, KIP-455). The controller adds the new replicas, waits until
+   * they are in the ISR, moves leadership to a target replica when needed and drops the old
+   * ones; a partition with a reassignment in progress gets the new one instead. Resolves once
+   * each has started; {@link listPartitionReassignments} follows them. One result per partition
+   * in request order: INVALID_REPLICA_ASSIGNMENT, UNKNOWN_TOPIC_OR_PARTITION,
+   * NO_REASSIGNMENT_IN_PROGRESS (cancel), ... as errors.
+   */
+  async alterPartitionReassignments(
+    reassignments: readonly PartitionReassignment[],
+  ): Promise<ReassignmentResult[]> {
+    if (reassignments.length === 0) return [];
+    const byTopic = new Map<string, { partition: number; replicas: number[] }[]>();
+    for (const r of reassignments) {
+      const list = byTopic.get(r.topic) ?? [];
+      list.push({ partition: r.partition, replicas: r.replicas === null ? [] : [...r.replicas] });
+      byTopic.set(r.topic, list);
+    }
+    const response = await this.call("AlterPartitionReassignments", {
+      topics: [...byTopic].map(([name, partitions]) => ({ name, partitions })),
+    });
+    return response.topics.flatMap((t) =>
+      t.partitions.map((p) => ({
+        topic: t.name,
+        partition: p.partition,
+        error: resultError(p.errorCode, p.errorMessage, `${t.name}-${p.partition}`),
+      })),
+    );
+  }
+
+  /**
+   * The reassignments in progress (Kafka's `listPartitionReassignments`), of `partitions` or of
+   * every partition; sorted by topic, then partition. Partitions without one are left out.
+   */
+  async listPartitionReassignments(
+    partitions?: readonly TopicPartition[],
+  ): Promise<OngoingReassignment[]> {
+    if (partitions !== undefined && partitions.length === 0) return [];
+    const byTopic = new Map<string, number[]>();
+    for (const p of partitions ?? []) {
+      const list = byTopic.get(p.topic) ?? [];
+      list.push(p.partition);
+      byTopic.set(p.topic, list);
+    }
+    const response = await this.call("ListPartitionReassignments", {
+      topics: [...byTopic].map(([name, list]) => ({ name, partitions: list })),
+    });
+    return response.topics
+      .flatMap((t) =>
+        t.partitions.map((p) => ({
+          topic: t.name,
+          partition: p.partition,
+          replicas: p.replicas,
+          addingReplicas: p.addingReplicas,
+          removingReplicas: p.removingReplicas,
+        })),
+      )
+      .sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition));
   }
 
   /** The names of all topics, sorted. */

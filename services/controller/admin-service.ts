@@ -10,6 +10,10 @@ import type { ControllerElection } from "../shared/etcd/election.js";
 import { type EtcdKeys, noLeader } from "../shared/etcd/keys.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import type { AdminServiceHandlers } from "../shared/generated/samsa/v1/AdminService.js";
+import type { AlterPartitionReassignmentsRequest__Output } from "../shared/generated/samsa/v1/AlterPartitionReassignmentsRequest.js";
+import type { AlterPartitionReassignmentsResponse } from "../shared/generated/samsa/v1/AlterPartitionReassignmentsResponse.js";
+import type { ListPartitionReassignmentsRequest__Output } from "../shared/generated/samsa/v1/ListPartitionReassignmentsRequest.js";
+import type { ListPartitionReassignmentsResponse } from "../shared/generated/samsa/v1/ListPartitionReassignmentsResponse.js";
 import type { ElectLeadersRequest__Output } from "../shared/generated/samsa/v1/ElectLeadersRequest.js";
 import type { ElectLeadersResponse } from "../shared/generated/samsa/v1/ElectLeadersResponse.js";
 import { ElectionType as ProtoElectionType } from "../shared/generated/samsa/v1/ElectionType.js";
@@ -27,6 +31,12 @@ import { Deadline } from "../shared/retry.js";
 import type { ElectionResult, LeaderBalancer, TopicPartitionRef } from "./leader-balancer.js";
 import type { ElectionType } from "./leader-elector.js";
 import { notControllerError } from "./not-controller.js";
+import type {
+  OngoingReassignment,
+  PartitionReassigner,
+  ReassignmentRequest,
+  ReassignmentResult,
+} from "./partition-reassigner.js";
 import { createTopic, deleteTopic, resolveTopicSpec, type TopicDefaults } from "./topic-admin.js";
 
 /** Metadata key marking a call forwarded by a standby (never forwarded again). */
@@ -53,6 +63,8 @@ export interface AdminServiceDeps {
   defaults: TopicDefaults;
   /** Runs ElectLeaders' elections (read at call time, like `election`). */
   elections: Pick<LeaderBalancer, "elect">;
+  /** Runs AlterPartitionReassignments and answers ListPartitionReassignments (read at call time). */
+  reassignments: Pick<PartitionReassigner, "alter" | "list">;
   logger: Logger;
 }
 
@@ -118,6 +130,106 @@ function electLeadersResponse(results: readonly ElectionResult[]): ElectLeadersR
   return { topics: [...byTopic.values()] };
 }
 
+/** The reassignments an AlterPartitionReassignments request asks for (empty replicas: cancel). */
+function reassignmentRequests(
+  request: AlterPartitionReassignmentsRequest__Output,
+): ReassignmentRequest[] {
+  checkTopicCount(request.topics.length);
+  const seen = new Set<string>();
+  const out: ReassignmentRequest[] = [];
+  for (const t of request.topics) {
+    for (const p of t.partitions) {
+      const id = `${p.partition}/${t.name}`;
+      if (seen.has(id)) {
+        throw new SamsaError(
+          ErrorCode.INVALID_REQUEST,
+          `partition ${p.partition} of ${t.name} is named twice`,
+        );
+      }
+      seen.add(id);
+      out.push({
+        topic: t.name,
+        partition: p.partition,
+        replicas: p.replicas.length === 0 ? null : [...p.replicas],
+      });
+      if (out.length > REQUEST_PARTITIONS_MAX)
+        throw new SamsaError(
+          ErrorCode.INVALID_REQUEST,
+          `more than ${REQUEST_PARTITIONS_MAX} partitions in one AlterPartitionReassignments`,
+        );
+    }
+  }
+  return out;
+}
+
+/** AlterPartitionReassignments' answer: the results grouped by topic, in request order. */
+function alterReassignmentsResponse(
+  results: readonly ReassignmentResult[],
+): AlterPartitionReassignmentsResponse {
+  const byTopic = new Map<string, { name: string; partitions: object[] }>();
+  for (const r of results) {
+    let topic = byTopic.get(r.topic);
+    if (topic === undefined) {
+      topic = { name: r.topic, partitions: [] };
+      byTopic.set(r.topic, topic);
+    }
+    topic.partitions.push({
+      partition: r.partition,
+      errorCode: toProtoErrorCode(r.error),
+      errorMessage: r.message,
+    });
+  }
+  return { topics: [...byTopic.values()] };
+}
+
+/** The partitions a ListPartitionReassignments request names (undefined: all). */
+function listFilter(
+  request: ListPartitionReassignmentsRequest__Output,
+): Map<string, Set<number> | undefined> | undefined {
+  if (request.topics.length === 0) return undefined;
+  checkTopicCount(request.topics.length);
+  const filter = new Map<string, Set<number> | undefined>();
+  let count = 0;
+  for (const t of request.topics) {
+    count += t.partitions.length;
+    if (count > REQUEST_PARTITIONS_MAX)
+      throw new SamsaError(
+        ErrorCode.INVALID_REQUEST,
+        `more than ${REQUEST_PARTITIONS_MAX} partitions in one ListPartitionReassignments`,
+      );
+    if (t.partitions.length === 0) {
+      filter.set(t.name, undefined);
+      continue;
+    }
+    if (filter.has(t.name) && filter.get(t.name) === undefined) continue;
+    const set = filter.get(t.name) ?? new Set<number>();
+    for (const p of t.partitions) set.add(p);
+    filter.set(t.name, set);
+  }
+  return filter;
+}
+
+/** ListPartitionReassignments' answer, grouped by topic. */
+function listReassignmentsResponse(
+  ongoing: readonly OngoingReassignment[],
+): ListPartitionReassignmentsResponse {
+  const byTopic = new Map<string, { name: string; partitions: object[] }>();
+  for (const o of ongoing) {
+    let topic = byTopic.get(o.topic);
+    if (topic === undefined) {
+      topic = { name: o.topic, partitions: [] };
+      byTopic.set(o.topic, topic);
+    }
+    topic.partitions.push({
+      partition: o.partition,
+      replicas: [...o.replicas],
+      addingReplicas: [...o.addingReplicas],
+      removingReplicas: [...o.removingReplicas],
+    });
+  }
+  return { topics: [...byTopic.values()] };
+}
+
 /** Builds the handlers; `close()` drops forwarding connections. */
 export function adminServiceHandlers(deps: AdminServiceDeps): {
   handlers: ServiceHandlers<AdminServiceHandlers>;
@@ -150,7 +262,7 @@ export function adminServiceHandlers(deps: AdminServiceDeps): {
 
   /** Runs `act` when active; otherwise forwards the call to the active controller. */
   async function activeOrForward<Req, Res>(
-    method: "CreateTopics" | "DeleteTopics" | "ElectLeaders",
+    method: "CreateTopics" | "DeleteTopics" | "ElectLeaders" | "AlterPartitionReassignments",
     request: Req,
     call: grpc.ServerUnaryCall<Req, Res>,
     act: (leadership: NonNullable<ControllerElection["leadership"]>) => Promise<Res>,
@@ -263,6 +375,21 @@ export function adminServiceHandlers(deps: AdminServiceDeps): {
         });
         return electLeadersResponse(results);
       }),
+
+    AlterPartitionReassignments: (request, call) =>
+      activeOrForward("AlterPartitionReassignments", request, call, async (leadership) => {
+        const requests = reassignmentRequests(request);
+        const results = await deps.reassignments.alter(leadership, requests);
+        deps.logger.info("partition reassignment requested", {
+          partitions: requests.length,
+          cancels: requests.filter((r) => r.replicas === null).length,
+          failed: results.filter((r) => r.error !== ErrorCode.NONE).length,
+        });
+        return alterReassignmentsResponse(results);
+      }),
+
+    ListPartitionReassignments: async (request) =>
+      listReassignmentsResponse(deps.reassignments.list(listFilter(request))),
 
     DescribeTopics: async (request) => {
       checkTopicCount(request.names.length);

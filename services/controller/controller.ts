@@ -7,7 +7,7 @@ import type { Etcd3 } from "etcd3";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { ControllerConfig } from "../shared/config/index.js";
 import { ControllerElection } from "../shared/etcd/election.js";
-import { type EtcdKeys, noLeader } from "../shared/etcd/keys.js";
+import { type EtcdKeys, isReassigning, noLeader } from "../shared/etcd/keys.js";
 import { formatHostPort, topicConfigOf } from "../shared/config/index.js";
 import { adminService, brokerLifecycleService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
@@ -21,6 +21,7 @@ import { LeaderBalancer } from "./leader-balancer.js";
 import { brokerLifecycleHandlers } from "./controlled-shutdown.js";
 import { LeaderElector } from "./leader-elector.js";
 import { notControllerError } from "./not-controller.js";
+import { PartitionReassigner } from "./partition-reassigner.js";
 
 /** Options beyond the config (tests inject a logger). */
 export interface ControllerOptions {
@@ -37,6 +38,7 @@ export class Controller {
   private metricsServer: MetricsServer | undefined;
   private closeAdmin: (() => void) | undefined;
   private balancer: LeaderBalancer | undefined;
+  private reassigner: PartitionReassigner | undefined;
   private stopping: Promise<void> | undefined;
   private boundPort = 0;
 
@@ -85,6 +87,9 @@ export class Controller {
         },
         get elections() {
           return self.balancer!;
+        },
+        get reassignments() {
+          return self.reassigner!;
         },
         defaults: {
           numPartitions: c.numPartitions,
@@ -195,10 +200,28 @@ export class Controller {
       onLeaderChange: () => leaderChanges.inc(),
     });
     this.balancer.start();
+    this.reassigner = new PartitionReassigner({
+      client: etcd,
+      keys,
+      metadata,
+      logger: this.logger,
+      leadership: () => election.leadership,
+      onLeaderChange: () => leaderChanges.inc(),
+    });
+    this.reassigner.start();
+    new Gauge({
+      name: "samsa_controller_reassigning_partitions",
+      help: "Partitions with a reassignment in progress (as seen by this controller).",
+      registers: [this.registry],
+      collect: function () {
+        this.set(metadata.partitions().filter((p) => isReassigning(p.state)).length);
+      },
+    });
     election.onElected((leadership) => {
       elections.inc();
       this.logger.info("became the active controller", { epoch: leadership.epoch });
       elector.trigger(leadership);
+      this.reassigner?.trigger();
     });
     election.onDeposed((_l, reason) =>
       this.logger.warn("no longer the active controller", { reason }),
@@ -224,6 +247,7 @@ export class Controller {
   private async shutdown(): Promise<void> {
     await runShutdownSteps(this.logger, [
       ["balancer", () => this.balancer?.stop()],
+      ["reassigner", () => this.reassigner?.stop()],
       ["election", () => this.election?.close()],
       ["grpc", () => this.server?.stop()],
       ["closeAdmin", () => this.closeAdmin?.()],

@@ -1,6 +1,6 @@
 /**
  * AdminService on the gateway: the one client endpoint also creates, deletes and describes
- * topics and runs leader elections. Each call is passed to the active controller (from the etcd mirror) by the same
+ * topics, runs leader elections and partition reassignments. Each call is passed to the active controller (from the etcd mirror) by the same
  * `callController` the admin client uses: a NOT_CONTROLLER answer during a controller failover is
  * followed or retried with backoff, by the error table's retriable flag, until the call's deadline.
  */
@@ -20,7 +20,9 @@ type Method =
   | "DeleteTopics"
   | "DescribeTopics"
   | "DescribeCluster"
-  | "ElectLeaders";
+  | "ElectLeaders"
+  | "AlterPartitionReassignments"
+  | "ListPartitionReassignments";
 
 /** Builds the proxy handlers; `close()` drops the controller connections. */
 export function adminProxyHandlers(metadata: ClusterMetadata): {
@@ -53,6 +55,10 @@ export function adminProxyHandlers(metadata: ClusterMetadata): {
     DescribeTopics: (request, call) => forward("DescribeTopics", request, call),
     DescribeCluster: (request, call) => forward("DescribeCluster", request, call),
     ElectLeaders: (request, call) => forward("ElectLeaders", request, call),
+    AlterPartitionReassignments: (request, call) =>
+      forward("AlterPartitionReassignments", request, call),
+    ListPartitionReassignments: (request, call) =>
+      forward("ListPartitionReassignments", request, call),
   };
   return { handlers, close: () => pool.close() };
 }

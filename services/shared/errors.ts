@@ -59,6 +59,8 @@ export enum ErrorCode {
   PREFERRED_LEADER_NOT_AVAILABLE = 28,
   ELECTION_NOT_NEEDED = 29,
   ELIGIBLE_LEADERS_NOT_AVAILABLE = 30,
+  NO_REASSIGNMENT_IN_PROGRESS = 31,
+  INVALID_REPLICA_ASSIGNMENT = 32,
 }
 
 /** One row of the error table. */
@@ -229,6 +231,16 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorSpec>> = Object.freeze
     retriable: true,
     grpcStatus: S.UNAVAILABLE,
     message: "no live replica can be elected leader",
+  },
+  [ErrorCode.NO_REASSIGNMENT_IN_PROGRESS]: {
+    retriable: false,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "no partition reassignment is in progress",
+  },
+  [ErrorCode.INVALID_REPLICA_ASSIGNMENT]: {
+    retriable: false,
+    grpcStatus: S.INVALID_ARGUMENT,
+    message: "the replica assignment is invalid",
   },
 });
 

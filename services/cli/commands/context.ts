@@ -18,6 +18,8 @@ export type AdminApi = Pick<
   | "listTopics"
   | "describeCluster"
   | "electLeaders"
+  | "alterPartitionReassignments"
+  | "listPartitionReassignments"
   | "close"
 >;
 

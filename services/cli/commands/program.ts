@@ -18,6 +18,7 @@ import { type CliContext, parseTimeoutMs } from "./context.js";
 import { addLeaderElectionCommand } from "./leader-election.js";
 import { formatError } from "./output.js";
 import { addProduceCommand } from "./produce.js";
+import { addReassignPartitionsCommand } from "./reassign-partitions.js";
 import { addTopicsCommand } from "./topics.js";
 
 /** The program's name in usage texts. */
@@ -29,6 +30,8 @@ Examples:
   samsa topics describe --topic orders
   samsa topics describe --under-replicated-partitions
   samsa leader-election --election-type preferred --all-topic-partitions
+  samsa reassign-partitions --execute --reassignment orders:0=2,3 --reassignment orders:1=3,1
+  samsa reassign-partitions --list
   printf 'k1:v1\\nk2:v2\\n' | samsa produce --topic orders --key-separator : --acks all
   samsa consume --topic orders --from-beginning --max-messages 2 --print-key
   samsa consume --topic orders --partition 0 --offset 42 --timeout-ms 5000 --print-offset
@@ -38,7 +41,9 @@ Examples:
 /** Builds the program; commands write to and read from `ctx`. */
 export function createProgram(ctx: CliContext): Command {
   const program = new Command(PROGRAM_NAME)
-    .description("Samsa command-line tools: topics, produce, consume, cluster, leader-election")
+    .description(
+      "Samsa command-line tools: topics, produce, consume, cluster, leader-election, reassign-partitions",
+    )
     .option(
       "--bootstrap-server <host:port,...>",
       `brokers (env ${BOOTSTRAP_ENV}; default ${DEFAULT_BOOTSTRAP_SERVERS.join(",")})`,
@@ -62,6 +67,7 @@ export function createProgram(ctx: CliContext): Command {
   addConsumeCommand(program, ctx);
   addClusterCommand(program, ctx);
   addLeaderElectionCommand(program, ctx);
+  addReassignPartitionsCommand(program, ctx);
   return program;
 }
 

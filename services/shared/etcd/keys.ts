@@ -266,6 +266,14 @@ export interface PartitionState {
   readonly isr: readonly number[];
   /** Bumped on every change of this state (leader or ISR). */
   readonly partitionEpoch: number;
+  /**
+   * While a reassignment is in progress (KIP-455): the replicas being added, a subset of
+   * `replicas` (which then holds the target first, then the replicas being removed). Absent or
+   * empty otherwise.
+   */
+  readonly addingReplicas?: readonly number[];
+  /** While a reassignment is in progress: the replicas to drop once it completes. */
+  readonly removingReplicas?: readonly number[];
 }
 
 /** {@link PartitionState.leader} of a partition without a leader. */
@@ -404,10 +412,28 @@ export function decodeTopicRecord(kv: EtcdKeyValue): TopicRecord {
   };
 }
 
-/** JSON of a partition state. */
+/** Whether a partition state records a reassignment in progress. */
+export function isReassigning(state: PartitionState): boolean {
+  return (state.addingReplicas?.length ?? 0) > 0 || (state.removingReplicas?.length ?? 0) > 0;
+}
+
+/** JSON of a partition state (the reassignment fields only while one is in progress). */
 export function encodePartitionState(state: PartitionState): string {
   const { replicas, leader, leaderEpoch, isr, partitionEpoch } = state;
-  return JSON.stringify({ replicas, leader, leaderEpoch, isr, partitionEpoch });
+  if (!isReassigning(state)) {
+    return JSON.stringify({ replicas, leader, leaderEpoch, isr, partitionEpoch });
+  }
+  const addingReplicas = state.addingReplicas ?? [];
+  const removingReplicas = state.removingReplicas ?? [];
+  return JSON.stringify({
+    replicas,
+    leader,
+    leaderEpoch,
+    isr,
+    partitionEpoch,
+    addingReplicas,
+    removingReplicas,
+  });
 }
 
 /** Decodes `partitions/<topic>/<p>`, checking leader ∈ replicas and ISR ⊆ replicas. */
@@ -423,13 +449,27 @@ export function decodePartitionState(kv: EtcdKeyValue): PartitionState {
   if (!isr.every((b) => replicas.includes(b))) {
     throw new MetadataDecodeError(kv.key, "isr must be a subset of replicas");
   }
-  return {
+  const state = {
     replicas,
     leader,
     leaderEpoch: int(kv, o, "leaderEpoch", 0),
     isr,
     partitionEpoch: int(kv, o, "partitionEpoch", 0),
   };
+  if (o.addingReplicas === undefined && o.removingReplicas === undefined) return state;
+  const adding = o.addingReplicas === undefined ? [] : ids(kv, o, "addingReplicas");
+  const removing = o.removingReplicas === undefined ? [] : ids(kv, o, "removingReplicas");
+  if (![...adding, ...removing].every((b) => replicas.includes(b))) {
+    throw new MetadataDecodeError(kv.key, "adding and removing replicas must be replicas");
+  }
+  if (adding.some((b) => removing.includes(b))) {
+    throw new MetadataDecodeError(kv.key, "a replica cannot be both adding and removing");
+  }
+  if (removing.length === replicas.length) {
+    throw new MetadataDecodeError(kv.key, "a reassignment keeps at least one replica");
+  }
+  if (adding.length === 0 && removing.length === 0) return state;
+  return { ...state, addingReplicas: adding, removingReplicas: removing };
 }
 
 /** Decodes a partition state together with the revisions a CAS compares. */
