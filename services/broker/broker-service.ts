@@ -33,8 +33,12 @@ function offsetsForLeaderEpoch(deps: HandlerDeps, request: OffsetsForLeaderEpoch
     const base = { topic: q.topic, partition: q.partition };
     try {
       checkTopicPartition(q.topic, q.partition);
-      const part = deps.replicas.partitionFor(q.topic, q.partition, true);
-      part.checkEpoch(q.currentLeaderEpoch ?? -1);
+      const part = deps.replicas.partitionFor(
+        q.topic,
+        q.partition,
+        true,
+        q.currentLeaderEpoch ?? -1,
+      );
       const r = part.log.endOffsetForEpoch(q.leaderEpoch);
       return { ...base, errorCode: NO_ERROR, leaderEpoch: r.epoch, endOffset: String(r.endOffset) };
     } catch (err) {

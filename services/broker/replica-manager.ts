@@ -222,8 +222,18 @@ export class ReplicaManager {
     this.options.onPartitionsChanged?.();
   }
 
-  /** The hosted partition, or UNKNOWN_TOPIC_OR_PARTITION / NOT_LEADER as the metadata says. */
-  partitionFor(topic: string, partition: number, requireLeader: boolean): Partition {
+  /**
+   * The hosted partition, or UNKNOWN_TOPIC_OR_PARTITION / NOT_LEADER as the metadata says. With
+   * the caller's `currentLeaderEpoch` (-1: none), the epoch is checked before the leadership, as
+   * Kafka does: a caller that already knows a newer epoch than this broker gets
+   * UNKNOWN_LEADER_EPOCH (this broker is about to take it: retry soon), not NOT_LEADER.
+   */
+  partitionFor(
+    topic: string,
+    partition: number,
+    requireLeader: boolean,
+    currentLeaderEpoch = -1,
+  ): Partition {
     const p = this.partitions.get(key(topic, partition));
     if (!p) {
       const state = this.options.metadata.partition(topic, partition);
@@ -238,6 +248,7 @@ export class ReplicaManager {
         `broker ${this.options.brokerId} does not host ${topic}-${partition}`,
       );
     }
+    p.checkEpoch(currentLeaderEpoch);
     if (requireLeader) p.requireLeader();
     return p;
   }

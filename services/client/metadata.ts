@@ -191,6 +191,15 @@ export class Cluster {
   }
 
   /**
+   * The cached metadata of `topic` when it is known (even if due for a refresh), without waiting:
+   * the producer's hot path. Undefined when never fetched or last seen with an error.
+   */
+  cached(topic: string): TopicMetadata | undefined {
+    const t = this.topics.get(topic);
+    return t !== undefined && t.error === ErrorCode.NONE ? t : undefined;
+  }
+
+  /**
    * The leader of `partition` in `metadata`, or a retriable SamsaError (LEADER_NOT_AVAILABLE)
    * when it has none or the leader is not among the live brokers; INVALID_REQUEST when the
    * topic has no such partition.

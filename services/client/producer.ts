@@ -1,15 +1,17 @@
 /**
- * The producer: sends records straight to partition leaders. `send` groups records per
- * partition, builds one record batch per partition and round (compressed as configured), makes
- * one Produce call per leader broker, and retries retriable per-partition errors after a
- * metadata refresh until the delivery timeout. `add` + `flush` batch records in the background
- * (linger.ms, batch.size, buffer.memory; see record-accumulator.ts).
+ * The producer: sends records straight to partition leaders. `add` + `flush` batch records in
+ * the background, Kafka's way: per partition batches encoded as records arrive (linger.ms,
+ * batch.size, buffer.memory; record-accumulator.ts), sent by the sender (sender.ts) with up to
+ * max.in.flight.requests.per.connection calls per broker and one per partition. `send` groups the
+ * records it is given per partition, builds one record batch per partition and round (compressed
+ * as configured), makes one Produce call per leader broker, and retries retriable per-partition
+ * errors after a metadata refresh until the delivery timeout (produce-job.ts).
  *
  * Without idempotence (not implemented yet), a retry after a lost answer may write a batch
  * twice, as with Kafka's `enable.idempotence=false`. Records of one partition in one `send` keep
  * their order; each `send` resolves only when all its records are written.
  */
-import { assert, SamsaError } from "../shared/errors.js";
+import { assert, ErrorCode, SamsaError } from "../shared/errors.js";
 import {
   Acks as ProtoAcks,
   type Acks__Output as ProtoAcksValue,
@@ -18,7 +20,10 @@ import { CompressionType } from "../shared/record-batch/index.js";
 import { Cluster, type ClusterOptions } from "./metadata.js";
 import { Partitioner } from "../shared/partitioner.js";
 import { ProduceJob, type RecordOutcome } from "./produce-job.js";
+import { unary } from "../shared/grpc/client.js";
 import { type AccumulatorOptions, type Delivery, RecordAccumulator } from "./record-accumulator.js";
+import { MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT, Sender } from "./sender.js";
+import { PRODUCE_DEADLINE_MARGIN_MS } from "./produce-job.js";
 import type { ProducerRecord, RecordMetadata } from "./records.js";
 import { REQUEST_TIMEOUT_MS_DEFAULT } from "../shared/retry.js";
 
@@ -50,8 +55,17 @@ export interface ProducerOptions extends AccumulatorOptions {
   requestTimeoutMs?: number;
   /** Largest request and batch, bytes. Default {@link MAX_REQUEST_SIZE_BYTES_DEFAULT}. */
   maxRequestSizeBytes?: number;
-  /** Chooses partitions; default: murmur2 for keys, round robin without. */
+  /**
+   * Chooses partitions. Default: murmur2 of the key; records without a key go round robin in
+   * `send`, and stick to one partition per batch in `add` (Kafka's sticky partitioner).
+   */
   partitioner?: Partitioner;
+  /**
+   * Produce calls of `add`'s batches in flight to one broker at most. Default
+   * {@link MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT}. A partition has one call in flight at a
+   * time whatever this is, so its records keep their order.
+   */
+  maxInFlightRequestsPerBroker?: number;
 }
 
 /** Options of one {@link Producer.send}. */
@@ -80,6 +94,7 @@ export class Producer {
   private readonly maxRequestSizeBytes: number;
   private readonly partitioner: Partitioner;
   private readonly accumulator: RecordAccumulator;
+  private readonly sender: Sender;
 
   constructor(options: ProducerOptions) {
     assert(
@@ -94,10 +109,55 @@ export class Producer {
     this.requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT;
     this.maxRequestSizeBytes = options.maxRequestSizeBytes ?? MAX_REQUEST_SIZE_BYTES_DEFAULT;
     this.partitioner = options.partitioner ?? new Partitioner();
-    this.accumulator = new RecordAccumulator((topic, records) => this.produce(topic, records, {}), {
-      ...options,
-      maxRequestSizeBytes: this.maxRequestSizeBytes,
-    });
+    const cluster = this.cluster;
+    const custom = options.partitioner;
+    this.accumulator = new RecordAccumulator(
+      {
+        partitionCount: (topic) => cluster.cached(topic)?.partitions.length,
+        loadPartitionCount: async (topic, timeoutMs) =>
+          (await cluster.topic(topic, { timeoutMs })).partitions.length,
+      },
+      { ...options, maxRequestSizeBytes: this.maxRequestSizeBytes },
+      custom === undefined ? undefined : (topic, key, n) => custom.partition(topic, key, n),
+    );
+    this.sender = new Sender(
+      this.accumulator,
+      {
+        leader: (topic, partition) => {
+          const metadata = cluster.cached(topic);
+          if (metadata === undefined) {
+            return new SamsaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `no metadata of ${topic}`);
+          }
+          return cluster.leaderOf(metadata, partition);
+        },
+        refresh: async (topic) => {
+          cluster.invalidate(topic);
+          try {
+            await cluster.topic(topic, { timeoutMs: this.requestTimeoutMs });
+          } catch {
+            // The next attempt fails retriably again, or the delivery timeout ends it.
+          }
+        },
+        produce: async (address, partitions, acks, timeoutMs) => {
+          const response = await unary(
+            cluster.client(address),
+            "Produce",
+            { partitions, acks, timeoutMs },
+            { deadlineMs: timeoutMs + PRODUCE_DEADLINE_MARGIN_MS },
+          );
+          return response.partitions;
+        },
+      },
+      {
+        acks: toProtoAcks(this.acks),
+        compression: this.compression,
+        deliveryTimeoutMs: this.deliveryTimeoutMs,
+        requestTimeoutMs: this.requestTimeoutMs,
+        maxRequestSizeBytes: this.maxRequestSizeBytes,
+        maxInFlightPerBroker:
+          options.maxInFlightRequestsPerBroker ?? MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT,
+      },
+    );
   }
 
   /**
@@ -135,6 +195,7 @@ export class Producer {
     try {
       await this.accumulator.close();
     } finally {
+      this.sender.close();
       if (this.ownsCluster) this.cluster.close();
     }
   }

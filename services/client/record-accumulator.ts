@@ -1,23 +1,35 @@
 /**
- * The producer's batching mode (Kafka's RecordAccumulator, per topic): records given to `add`
- * wait in a per-topic queue until `linger.ms` has passed since the first of them or the queue
- * holds `batch.size` bytes, then go out in one send of up to `max.request.size` bytes. One send
- * per topic is in flight at a time, so records keep their order per partition even across
- * retries (Kafka's `max.in.flight.requests.per.connection=1`); records added meanwhile form the
- * next send. Buffered and in-flight records together take at most `buffer.memory` bytes; `add`
- * waits for room up to `max.block.ms`.
+ * The producer's batching (Kafka's `RecordAccumulator`): `add` chooses the record's partition at
+ * once and encodes the record into that partition's open batch (a {@link BatchBuilder}: bytes,
+ * no per-record objects besides the record's {@link Delivery}). A partition's batches wait in
+ * its queue until they are full (`batch.size`) or `linger.ms` has passed since they were opened;
+ * the {@link Sender} then takes them to the partition's leader. Records without a key stick to
+ * one partition until its batch is full (Kafka's sticky partitioner, KIP-480), so batches fill
+ * up instead of spreading one record per partition.
+ *
+ * Memory: every open or unacknowledged batch holds its buffer, and all of them together take at
+ * most `buffer.memory` bytes; an `add` that needs a new batch when there is no room waits (in
+ * order with every other waiting `add`) up to `max.block.ms`. A record's `delivered` promise is
+ * made only when it is asked for, so a producer that only flushes pays nothing per record for it.
  */
 import { assert, ErrorCode, SamsaError } from "../shared/errors.js";
-import { BATCH_HEADER_BYTES } from "../shared/record-batch/index.js";
-import { normalizeRecord, type ProducerRecord, type RecordMetadata } from "./records.js";
+import { partitionForKey } from "../shared/partitioner.js";
+import {
+  type AppendHeader,
+  appendBytesMax,
+  BATCH_HEADER_BYTES,
+  BatchBuilder,
+  type RecordBytes,
+} from "../shared/record-batch/index.js";
+import type { ProducerRecord, RecordMetadata } from "./records.js";
 
-/** How long a record may wait for more to batch with, ms (Kafka's `linger.ms`). */
+/** How long a batch may wait for more records, ms (Kafka's `linger.ms`). */
 export const LINGER_MS_DEFAULT = 5;
-/** Queued bytes of a topic that trigger a send at once, bytes (Kafka's `batch.size`). */
+/** Size of a partition's batch, bytes: a full batch is sent at once (Kafka's `batch.size`). */
 export const BATCH_SIZE_BYTES_DEFAULT = 16_384;
-/** Most bytes of records buffered or in flight, bytes (Kafka's `buffer.memory`). */
+/** Most bytes of batches open or in flight, bytes (Kafka's `buffer.memory`). */
 export const BUFFER_MEMORY_BYTES_DEFAULT = 33_554_432;
-/** Longest `add` waits for buffer room, ms (Kafka's `max.block.ms`). */
+/** Longest `add` waits for buffer room or the topic's metadata, ms (Kafka's `max.block.ms`). */
 export const MAX_BLOCK_MS_DEFAULT = 60_000;
 
 /** Batching options (Kafka's names, camelCased with their unit). */
@@ -30,7 +42,7 @@ export interface AccumulatorOptions {
   bufferMemoryBytes?: number;
   /** Default {@link MAX_BLOCK_MS_DEFAULT}. */
   maxBlockMs?: number;
-  /** Largest send, bytes (the producer sets it). */
+  /** Largest send and batch, bytes (the producer sets it). */
   maxRequestSizeBytes?: number;
 }
 
@@ -39,50 +51,163 @@ export interface Delivery {
   readonly delivered: Promise<RecordMetadata>;
 }
 
-/** Sends records of a topic and gives each one's outcome (the producer's `produce`). */
-export type SendFn = (
+/** What the accumulator needs to know about topics (the producer's metadata). */
+export interface TopicPartitions {
+  /** The topic's partition count when its metadata is at hand, else undefined. */
+  partitionCount(topic: string): number | undefined;
+  /** Waits for the topic's metadata; resolves with its partition count. */
+  loadPartitionCount(topic: string, timeoutMs: number): Promise<number>;
+}
+
+/** Chooses a partition for a record (the default: murmur2 of the key, sticky without one). */
+export type PartitionChooser = (
   topic: string,
-  records: ProducerRecord[],
-) => Promise<(RecordMetadata | SamsaError)[]>;
+  key: RecordBytes,
+  partitionCount: number,
+) => number | undefined;
 
-interface Entry {
-  record: ProducerRecord;
-  bytes: number;
-  resolve: (m: RecordMetadata) => void;
-  reject: (e: SamsaError) => void;
-}
+const noop = (): void => {};
 
-interface TopicQueue {
-  entries: Entry[];
-  bytes: number;
-  timer: NodeJS.Timeout | undefined;
-  /** A send is scheduled behind `tail` and will take the queue when it starts. */
-  scheduled: boolean;
-  tail: Promise<void>;
-}
-
+/** One record's promise waiting for its batch's outcome. */
 interface Waiter {
-  bytes: number;
-  resolve: () => void;
+  readonly index: number;
+  readonly timestamp: number;
+  readonly resolve: (m: RecordMetadata) => void;
+  readonly reject: (e: SamsaError) => void;
 }
 
-/** Buffers records per topic and sends them in batches. */
-export class RecordAccumulator {
-  private readonly lingerMs: number;
-  private readonly batchSizeBytes: number;
-  private readonly bufferMemoryBytes: number;
-  private readonly maxBlockMs: number;
-  private readonly maxRequestSizeBytes: number;
-  private readonly topics = new Map<string, TopicQueue>();
-  private readonly waiters: Waiter[] = [];
-  private usedBytes = 0;
-  private flushing = 0;
-  private firstError: SamsaError | undefined;
-  private closed = false;
+/** A batch of one partition: open while records go in, then sealed, sent, settled. */
+export class ProducerBatch {
+  readonly builder: BatchBuilder;
+  /** No more records go in (it is full, or it was taken for sending). */
+  sealed = false;
+  /** Base offset once written (-1 with acks=0), or the error it failed with. */
+  private outcome: number | SamsaError | undefined;
+  private waiters: Waiter[] | undefined;
 
   constructor(
-    private readonly send: SendFn,
+    readonly topic: string,
+    readonly partition: number,
+    capacityBytes: number,
+    /** When it was opened, ms since the epoch (linger and the delivery timeout count from it). */
+    readonly createdMs: number,
+  ) {
+    this.builder = new BatchBuilder(capacityBytes);
+  }
+
+  get recordCount(): number {
+    return this.builder.recordCount;
+  }
+
+  get settled(): boolean {
+    return this.outcome !== undefined;
+  }
+
+  /** The outcome of the record at `index` (added with `timestamp`). */
+  outcomeOf(index: number, timestamp: number): Promise<RecordMetadata> {
+    const o = this.outcome;
+    let p: Promise<RecordMetadata>;
+    if (o === undefined) {
+      p = new Promise((resolve, reject) => {
+        this.waiters ??= [];
+        this.waiters.push({ index, timestamp, resolve, reject });
+      });
+    } else if (o instanceof SamsaError) p = Promise.reject(o);
+    else p = Promise.resolve(this.metadata(o, index, timestamp));
+    // A delivery asked for and then ignored must not become an unhandled rejection; flush()
+    // reports the error too.
+    p.catch(noop);
+    return p;
+  }
+
+  /** Settles every record: written from `baseOffset` (-1: acks=0), or failed with the error. */
+  settle(outcome: number | SamsaError): void {
+    assert(this.outcome === undefined, "a batch settles once");
+    this.outcome = outcome;
+    const waiters = this.waiters;
+    this.waiters = undefined;
+    if (waiters === undefined) return;
+    if (outcome instanceof SamsaError) for (const w of waiters) w.reject(outcome);
+    else for (const w of waiters) w.resolve(this.metadata(outcome, w.index, w.timestamp));
+  }
+
+  private metadata(baseOffset: number, index: number, timestamp: number): RecordMetadata {
+    return {
+      topic: this.topic,
+      partition: this.partition,
+      offset: baseOffset < 0 ? -1 : baseOffset + index,
+      timestamp,
+    };
+  }
+}
+
+class RecordDelivery implements Delivery {
+  private promise: Promise<RecordMetadata> | undefined;
+
+  constructor(
+    private readonly batch: ProducerBatch,
+    private readonly index: number,
+    private readonly timestamp: number,
+  ) {}
+
+  get delivered(): Promise<RecordMetadata> {
+    this.promise ??= this.batch.outcomeOf(this.index, this.timestamp);
+    return this.promise;
+  }
+}
+
+/** One partition's batches, oldest first; the last may be open. */
+export interface PartitionQueue {
+  readonly topic: string;
+  readonly partition: number;
+  readonly batches: ProducerBatch[];
+  /** A Produce carrying this partition's batches is in flight (one at a time keeps the order). */
+  inFlight: boolean;
+  /** Not sent again before this, ms since the epoch (backoff after a retriable error). */
+  retryAtMs: number;
+  /** Failed attempts in a row (for the backoff). */
+  attempts: number;
+}
+
+interface TopicState {
+  readonly queues: (PartitionQueue | undefined)[];
+  /** The partition keyless records go to now (sticky), -1 before the first. */
+  sticky: number;
+}
+
+/** An `add` waiting for buffer room or metadata, in order. */
+interface Pending {
+  readonly run: () => void;
+}
+
+/** Tells the sender that batches became sendable (now, or at `atMs` for a lingering batch). */
+export type WakeFn = (atMs: number) => void;
+
+/** Buffers records per partition in batches; see the module comment. */
+export class RecordAccumulator {
+  readonly lingerMs: number;
+  readonly batchSizeBytes: number;
+  readonly bufferMemoryBytes: number;
+  readonly maxBlockMs: number;
+  readonly maxRequestSizeBytes: number;
+  private readonly topics = new Map<string, TopicState>();
+  /** Queues holding at least one batch. */
+  readonly nonEmpty = new Set<PartitionQueue>();
+  private readonly pending: Pending[] = [];
+  private usedBytes = 0;
+  private batchCount = 0;
+  private idleWaiters: (() => void)[] = [];
+  /** Flushes under way: while positive, every batch is sendable at once. */
+  flushing = 0;
+  private firstError: SamsaError | undefined;
+  private closed = false;
+  private wake: WakeFn = noop;
+
+  constructor(
+    private readonly metadata: TopicPartitions,
     options: AccumulatorOptions = {},
+    private readonly chooser?: PartitionChooser,
+    private readonly random: () => number = Math.random,
   ) {
     this.lingerMs = options.lingerMs ?? LINGER_MS_DEFAULT;
     this.batchSizeBytes = options.batchSizeBytes ?? BATCH_SIZE_BYTES_DEFAULT;
@@ -93,44 +218,260 @@ export class RecordAccumulator {
     assert(this.bufferMemoryBytes > 0 && this.maxRequestSizeBytes > 0, "memory limits > 0");
   }
 
+  /** Connects the sender (called once by it). */
+  setWake(wake: WakeFn): void {
+    this.wake = wake;
+  }
+
   /** Buffers `record` for `topic`; see {@link Delivery}. */
-  async add(topic: string, record: ProducerRecord): Promise<Delivery> {
-    if (this.closed) throw new SamsaError(ErrorCode.INVALID_REQUEST, "the producer is closed");
-    const bytes = normalizeRecord(record, 0).sizeBytes;
-    if (bytes > this.bufferMemoryBytes || bytes + BATCH_HEADER_BYTES > this.maxRequestSizeBytes) {
-      throw new SamsaError(
-        ErrorCode.MESSAGE_TOO_LARGE,
-        `a record of ${bytes} bytes exceeds buffer.memory or max.request.size`,
+  add(topic: string, record: ProducerRecord): Promise<Delivery> {
+    if (this.closed) {
+      return Promise.reject(new SamsaError(ErrorCode.INVALID_REQUEST, "the producer is closed"));
+    }
+    const explicit = record.partition;
+    if (explicit !== undefined && (!Number.isSafeInteger(explicit) || explicit < 0)) {
+      return Promise.reject(
+        new SamsaError(
+          ErrorCode.INVALID_REQUEST,
+          `partition ${explicit} is not a partition number`,
+        ),
+      );
+    }
+    const key = toRecordBytes(record.key);
+    const value = toRecordBytes(record.value);
+    const headers = toHeaders(record.headers);
+    const bytes = appendBytesMax(key, value, headers) + BATCH_HEADER_BYTES;
+    if (bytes > this.bufferMemoryBytes || bytes > this.maxRequestSizeBytes) {
+      return Promise.reject(
+        new SamsaError(
+          ErrorCode.MESSAGE_TOO_LARGE,
+          `a record of ${bytes - BATCH_HEADER_BYTES} bytes exceeds buffer.memory or max.request.size`,
+        ),
       );
     }
     // The timestamp is taken now, not when the batch goes out.
-    const stamped = { ...record, timestamp: record.timestamp ?? Date.now() };
-    await this.reserve(bytes);
-    let q = this.topics.get(topic);
-    if (q === undefined) {
-      q = { entries: [], bytes: 0, timer: undefined, scheduled: false, tail: Promise.resolve() };
-      this.topics.set(topic, q);
+    const timestamp = record.timestamp ?? Date.now();
+    if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
+      return Promise.reject(
+        new SamsaError(
+          ErrorCode.INVALID_TIMESTAMP,
+          `timestamp ${timestamp} is not a safe ms value`,
+        ),
+      );
     }
-    const delivered = new Promise<RecordMetadata>((resolve, reject) => {
-      q.entries.push({ record: stamped, bytes, resolve, reject });
+    if (this.pending.length === 0) {
+      const count = this.metadata.partitionCount(topic);
+      if (count !== undefined) {
+        const delivery = this.tryAppend(topic, count, explicit, key, value, headers, timestamp);
+        if (delivery !== undefined)
+          return delivery instanceof SamsaError
+            ? Promise.reject(delivery)
+            : Promise.resolve(delivery);
+      }
+    }
+    return this.addLater(topic, explicit, key, value, headers, timestamp);
+  }
+
+  /** The slow way in: behind every other waiting `add`, after metadata and buffer room. */
+  private addLater(
+    topic: string,
+    explicit: number | undefined,
+    key: RecordBytes,
+    value: RecordBytes,
+    headers: AppendHeader[] | undefined,
+    timestamp: number,
+  ): Promise<Delivery> {
+    const startedMs = Date.now();
+    return new Promise<Delivery>((resolve, reject) => {
+      let loading = false;
+      let timer: NodeJS.Timeout | undefined;
+      const entry: Pending = {
+        run: () => {
+          if (this.pending[0] !== entry) return;
+          const count = this.metadata.partitionCount(topic);
+          if (count === undefined) {
+            if (loading) return;
+            loading = true;
+            const leftMs = Math.max(1, this.maxBlockMs - (Date.now() - startedMs));
+            this.metadata.loadPartitionCount(topic, leftMs).then(
+              () => {
+                loading = false;
+                entry.run();
+              },
+              (err: unknown) => finish(asSamsaError(err)),
+            );
+            return;
+          }
+          const d = this.tryAppend(topic, count, explicit, key, value, headers, timestamp);
+          if (d !== undefined) finish(d);
+          // Otherwise it waits for room: release() runs it again.
+        },
+      };
+      const finish = (outcome: Delivery | SamsaError): void => {
+        clearTimeout(timer);
+        const i = this.pending.indexOf(entry);
+        if (i >= 0) this.pending.splice(i, 1);
+        if (outcome instanceof SamsaError) reject(outcome);
+        else resolve(outcome);
+        this.pending[0]?.run();
+        this.notifyIdle();
+      };
+      timer = setTimeout(() => {
+        finish(
+          new SamsaError(
+            ErrorCode.REQUEST_TIMED_OUT,
+            `no room in buffer.memory (${this.bufferMemoryBytes} bytes) or no metadata of ${topic} within max.block.ms ${this.maxBlockMs}`,
+          ),
+        );
+      }, this.maxBlockMs);
+      this.pending.push(entry);
+      entry.run();
     });
-    // Errors also reach flush(); an ignored delivery must not become an unhandled rejection.
-    delivered.catch(() => {});
-    q.bytes += bytes;
-    if (q.bytes >= this.batchSizeBytes) this.drain(topic, q);
-    else q.timer ??= setTimeout(() => this.drain(topic, q), this.lingerMs);
-    return { delivered };
+  }
+
+  /**
+   * Appends to the partition's open batch, or opens one when there is buffer room. Returns the
+   * delivery, an error (a bad partition), or undefined when there is no room yet.
+   */
+  private tryAppend(
+    topic: string,
+    partitionCount: number,
+    explicit: number | undefined,
+    key: RecordBytes,
+    value: RecordBytes,
+    headers: AppendHeader[] | undefined,
+    timestamp: number,
+  ): Delivery | SamsaError | undefined {
+    const t = this.topicState(topic);
+    let partition = explicit;
+    if (partition === undefined) partition = this.chooser?.(topic, key, partitionCount);
+    if (partition === undefined) {
+      partition =
+        key === null
+          ? this.stickyPartition(t, partitionCount)
+          : partitionForKey(key, partitionCount);
+    }
+    if (partition >= partitionCount) {
+      return new SamsaError(
+        ErrorCode.INVALID_REQUEST,
+        `topic ${topic} has no partition ${partition} (it has ${partitionCount})`,
+      );
+    }
+    let q = t.queues[partition];
+    if (q === undefined) {
+      q = { topic, partition, batches: [], inFlight: false, retryAtMs: 0, attempts: 0 };
+      t.queues[partition] = q;
+    }
+    const open = q.batches[q.batches.length - 1];
+    if (open !== undefined && !open.sealed) {
+      const index = open.recordCount;
+      if (open.builder.tryAppend(key, value, headers, timestamp)) {
+        if (open.builder.sizeBytes >= this.batchSizeBytes) this.seal(t, open);
+        return new RecordDelivery(open, index, timestamp);
+      }
+      this.seal(t, open);
+      // A sticky record moves on with the partition it was meant for: the next batch opens there.
+    }
+    const capacity = Math.min(
+      this.maxRequestSizeBytes,
+      Math.max(this.batchSizeBytes, appendBytesMax(key, value, headers) + BATCH_HEADER_BYTES),
+    );
+    if (this.usedBytes + capacity > this.bufferMemoryBytes) return undefined;
+    this.usedBytes += capacity;
+    this.batchCount++;
+    const now = Date.now();
+    const batch = new ProducerBatch(topic, partition, capacity, now);
+    const appended = batch.builder.tryAppend(key, value, headers, timestamp);
+    assert(appended, "the first record fits its batch");
+    q.batches.push(batch);
+    this.nonEmpty.add(q);
+    if (batch.builder.sizeBytes >= this.batchSizeBytes) this.seal(t, batch);
+    else this.wake(this.flushing > 0 ? now : now + this.lingerMs);
+    return new RecordDelivery(batch, 0, timestamp);
+  }
+
+  private topicState(topic: string): TopicState {
+    let t = this.topics.get(topic);
+    if (t === undefined) {
+      t = { queues: [], sticky: -1 };
+      this.topics.set(topic, t);
+    }
+    return t;
+  }
+
+  private stickyPartition(t: TopicState, partitionCount: number): number {
+    if (t.sticky < 0 || t.sticky >= partitionCount) {
+      t.sticky = Math.floor(this.random() * partitionCount);
+    }
+    return t.sticky;
+  }
+
+  /** No more records go into `batch`; keyless records move to the next partition. */
+  seal(t: TopicState | undefined, batch: ProducerBatch): void {
+    if (batch.sealed) return;
+    batch.sealed = true;
+    const state = t ?? this.topics.get(batch.topic);
+    if (state !== undefined && state.sticky === batch.partition) {
+      const count = this.metadata.partitionCount(batch.topic) ?? state.queues.length;
+      state.sticky = count > 0 ? (batch.partition + 1) % count : -1;
+    }
+    this.wake(Date.now());
+  }
+
+  /**
+   * When the head of `q` may be sent, ms since the epoch: now when sealed, flushing or followed
+   * by another batch; else when its linger ends.
+   */
+  sendableAtMs(q: PartitionQueue): number {
+    const head = q.batches[0]!;
+    if (head.sealed || this.flushing > 0 || q.batches.length > 1) return 0;
+    return head.createdMs + this.lingerMs;
+  }
+
+  /**
+   * Takes the sendable batches at the head of `q` (at least one, then while their bytes fit in
+   * `bytesLeft`), sealing them. The open tail goes only when its linger is over.
+   */
+  take(q: PartitionQueue, bytesLeft: number, nowMs: number): ProducerBatch[] {
+    const out: ProducerBatch[] = [];
+    let bytes = 0;
+    for (const b of q.batches) {
+      if (!b.sealed && !(this.flushing > 0 || b.createdMs + this.lingerMs <= nowMs)) break;
+      if (out.length > 0 && bytes + b.builder.sizeBytes > bytesLeft) break;
+      if (!b.sealed) this.seal(undefined, b);
+      out.push(b);
+      bytes += b.builder.sizeBytes;
+    }
+    return out;
+  }
+
+  /**
+   * Removes the first `n` batches of `q` and settles them with `outcome` (a base offset of the
+   * first: each next one follows the records of the one before; or an error).
+   */
+  complete(q: PartitionQueue, n: number, outcome: number | SamsaError): void {
+    const done = q.batches.splice(0, n);
+    let offset = typeof outcome === "number" ? outcome : -1;
+    for (const b of done) {
+      if (outcome instanceof SamsaError) {
+        this.firstError ??= outcome;
+        b.settle(outcome);
+      } else {
+        b.settle(offset);
+        if (offset >= 0) offset += b.recordCount;
+      }
+      this.release(b.builder.capacityBytes);
+    }
+    if (q.batches.length === 0) this.nonEmpty.delete(q);
   }
 
   /** Sends everything buffered and waits; throws the first delivery error since the last flush. */
   async flush(): Promise<void> {
     this.flushing++;
     try {
-      for (;;) {
-        const busy = [...this.topics].filter(([, q]) => q.entries.length > 0 || q.scheduled);
-        for (const [topic, q] of busy) if (q.entries.length > 0) this.drain(topic, q);
-        await Promise.all([...this.topics.values()].map((q) => q.tail));
-        if (busy.length === 0) break;
+      this.wake(Date.now());
+      while (this.batchCount > 0 || this.pending.length > 0) {
+        await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
       }
     } finally {
       this.flushing--;
@@ -149,96 +490,44 @@ export class RecordAccumulator {
     }
   }
 
-  /** Waits until `bytes` fit in buffer.memory (FIFO), up to max.block.ms. */
-  private reserve(bytes: number): Promise<void> {
-    if (this.waiters.length === 0 && this.usedBytes + bytes <= this.bufferMemoryBytes) {
-      this.usedBytes += bytes;
-      return Promise.resolve();
-    }
-    return new Promise((resolve, reject) => {
-      const waiter: Waiter = {
-        bytes,
-        resolve: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(waiter), 1);
-        reject(
-          new SamsaError(
-            ErrorCode.REQUEST_TIMED_OUT,
-            `no room in buffer.memory (${this.bufferMemoryBytes} bytes) within max.block.ms ${this.maxBlockMs}`,
-          ),
-        );
-      }, this.maxBlockMs);
-      this.waiters.push(waiter);
-    });
-  }
-
   private release(bytes: number): void {
     this.usedBytes -= bytes;
-    assert(this.usedBytes >= 0, "buffer accounting never goes negative");
-    while (
-      this.waiters.length > 0 &&
-      this.usedBytes + this.waiters[0]!.bytes <= this.bufferMemoryBytes
-    ) {
-      const waiter = this.waiters.shift()!;
-      this.usedBytes += waiter.bytes;
-      waiter.resolve();
-    }
+    this.batchCount--;
+    assert(this.usedBytes >= 0 && this.batchCount >= 0, "buffer accounting never goes negative");
+    this.pending[0]?.run();
+    this.notifyIdle();
   }
 
-  /** Schedules a send of the topic's queue behind the one in flight (at most one scheduled). */
-  private drain(topic: string, q: TopicQueue): void {
-    clearTimeout(q.timer);
-    q.timer = undefined;
-    if (q.scheduled) return;
-    q.scheduled = true;
-    q.tail = q.tail.then(async () => {
-      q.scheduled = false;
-      const taken = this.take(q);
-      if (taken.length > 0) await this.deliver(topic, taken);
-      if (q.entries.length === 0) return;
-      if (q.bytes >= this.batchSizeBytes || this.flushing > 0) this.drain(topic, q);
-      else q.timer ??= setTimeout(() => this.drain(topic, q), this.lingerMs);
-    });
+  /** Wakes the flushes once nothing is buffered or waiting to be. */
+  private notifyIdle(): void {
+    if (this.batchCount > 0 || this.pending.length > 0 || this.idleWaiters.length === 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
   }
+}
 
-  /** Takes up to max.request.size bytes of records (at least one) off the queue. */
-  private take(q: TopicQueue): Entry[] {
-    let bytes = 0;
-    let n = 0;
-    while (
-      n < q.entries.length &&
-      (n === 0 || bytes + q.entries[n]!.bytes <= this.maxRequestSizeBytes)
-    ) {
-      bytes += q.entries[n]!.bytes;
-      n++;
-    }
-    q.bytes -= bytes;
-    return q.entries.splice(0, n);
-  }
+function toRecordBytes(b: ProducerRecord["value"] | undefined): RecordBytes {
+  if (b === null || b === undefined) return null;
+  if (typeof b === "string" || Buffer.isBuffer(b)) return b;
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
 
-  private async deliver(topic: string, entries: Entry[]): Promise<void> {
-    let outcomes: (RecordMetadata | SamsaError)[];
-    try {
-      outcomes = await this.send(
-        topic,
-        entries.map((e) => e.record),
+function toHeaders(headers: ProducerRecord["headers"]): AppendHeader[] | undefined {
+  if (headers === undefined) return undefined;
+  const list = Array.isArray(headers)
+    ? (headers as readonly { key: string; value: ProducerRecord["value"] }[])
+    : Object.entries(headers as Readonly<Record<string, ProducerRecord["value"]>>).map(
+        ([key, value]) => ({ key, value }),
       );
-    } catch (err) {
-      const error =
-        err instanceof SamsaError ? err : new SamsaError(ErrorCode.UNKNOWN, String(err));
-      outcomes = entries.map(() => error);
-    }
-    entries.forEach((e, i) => {
-      const outcome = outcomes[i]!;
-      if (outcome instanceof SamsaError) {
-        this.firstError ??= outcome;
-        e.reject(outcome);
-      } else e.resolve(outcome);
-    });
-    this.release(entries.reduce((sum, e) => sum + e.bytes, 0));
-  }
+  if (list.length === 0) return undefined;
+  return list.map((h) => ({ key: h.key, value: toRecordBytes(h.value) }));
+}
+
+/** Any error as a SamsaError (a non-Samsa one is a bug somewhere: UNKNOWN). */
+function asSamsaError(err: unknown): SamsaError {
+  if (err instanceof SamsaError) return err;
+  return new SamsaError(ErrorCode.UNKNOWN, err instanceof Error ? err.message : String(err), {
+    cause: err,
+  });
 }

@@ -1,70 +1,151 @@
 /**
- * The producer's record accumulator (`services/client/record-accumulator.ts`) against a fake send
- * function: a topic's records go out when they reach batch.size or after linger.ms, in sends of at
- * most max.request.size, one send per topic in flight, in order; buffered and in-flight records
- * stay within buffer.memory, `add` waits for room up to max.block.ms; each delivery settles with
- * its own outcome, flush() reports the first error once, close() refuses new records.
+ * The producer's batching (`services/client/record-accumulator.ts`) and sender
+ * (`services/client/sender.ts`) against a fake cluster: records are encoded into per-partition
+ * batches that go out when full (batch.size) or after linger.ms; a partition has one Produce in
+ * flight and its batches keep their order, several partitions' calls overlap up to the
+ * per-broker limit; keyless records stick to a partition per batch, keyed ones follow murmur2;
+ * buffered and in-flight batches stay within buffer.memory, `add` waits for room up to
+ * max.block.ms; retriable errors are retried (at once at a new leader), non-retriable ones fail
+ * their batches, the delivery timeout fails what is left; flush() reports the first error once,
+ * close() refuses new records.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setImmediate as turn } from "node:timers/promises";
 import {
+  type AccumulatorOptions,
   type Delivery,
   RecordAccumulator,
-  type SendFn,
 } from "../../services/client/record-accumulator.js";
-import {
-  normalizeRecord,
-  type ProducerRecord,
-  type RecordMetadata,
-} from "../../services/client/records.js";
+import type { ProducerRecord } from "../../services/client/records.js";
+import { type ProducePartition, Sender, type SenderOptions } from "../../services/client/sender.js";
 import { ErrorCode, isSamsaError, SamsaError } from "../../services/shared/errors.js";
-import { BATCH_HEADER_BYTES } from "../../services/shared/record-batch/index.js";
+import { Acks } from "../../services/shared/generated/samsa/v1/Acks.js";
+import type { ProducePartitionResult__Output } from "../../services/shared/generated/samsa/v1/ProducePartitionResult.js";
+import { partitionForKey } from "../../services/shared/partitioner.js";
+import {
+  appendBytesMax,
+  BATCH_HEADER_BYTES,
+  BatchBuilder,
+  CompressionType,
+  decodeBatches,
+} from "../../services/shared/record-batch/index.js";
 import { waitFor } from "../support/wait-for.js";
 
 /** A linger long enough that only size, flush() or close() sends within a test. */
 const LINGER_NEVER_MS = 600_000;
-/** A record of the tests: a fixed-size value, so that every record has the same size. */
-const rec = (i: number): ProducerRecord => ({ value: `value-${String(i).padStart(4, "0")}` });
-const RECORD_BYTES = normalizeRecord(rec(0), 0).sizeBytes;
-/** max.request.size where it is not what a test is about (it defaults to buffer.memory). */
-const MAX_REQUEST_SIZE_BYTES = 1 << 20;
+/** A record of the tests: a fixed-size value. */
+const rec = (i: number, extra: Partial<ProducerRecord> = {}): ProducerRecord => ({
+  value: `value-${String(i).padStart(4, "0")}`,
+  ...extra,
+});
+/** Bytes a test record takes in a batch (its deltas are small: one byte each). */
+const RECORD_BYTES = (() => {
+  const b = new BatchBuilder(1024);
+  b.tryAppend(null, String(rec(0).value), undefined, 0);
+  return b.sizeBytes - BATCH_HEADER_BYTES;
+})();
+/** A batch.size that `n` test records fill exactly (the header included). */
+const batchOf = (n: number) => BATCH_HEADER_BYTES + n * RECORD_BYTES;
+/** The room one record's batch takes: its size estimate before its place is known. */
+const ONE_RECORD_ROOM = BATCH_HEADER_BYTES + appendBytesMax(null, String(rec(0).value), undefined);
 
 interface Call {
-  topic: string;
-  values: string[];
-  records: ProducerRecord[];
-  /** Settles this send: by default every record written, at offsets following the last. */
-  finish(outcomes?: (RecordMetadata | SamsaError)[]): void;
-  fail(err: unknown): void;
+  address: string;
+  partitions: { topic: string; partition: number; values: string[]; timestamps: number[] }[];
+  /** Answers: by default every partition written at offsets following the last. */
+  finish(answers?: Partial<Record<number, { code: ErrorCode; message?: string }>>): void;
+  fail(err: SamsaError): void;
 }
 
-/**
- * A fake send: each call is recorded and settled by the test (`auto` settles at once, writing
- * every record). Offsets count up per topic.
- */
-function fakeSend(auto = true): { send: SendFn; calls: Call[] } {
+/** A fake cluster: topic `t` with `partitions` partitions led by `leaders[p]` (an address). */
+function fakeCluster(options: { partitions?: number; auto?: boolean; leaders?: string[] } = {}) {
+  const partitions = options.partitions ?? 1;
+  const leaders = options.leaders ?? Array.from({ length: partitions }, () => "b1");
+  const auto = options.auto ?? true;
+  const counts = new Map<string, number>([["t", partitions]]);
   const calls: Call[] = [];
-  const next = new Map<string, number>();
-  const send: SendFn = (topic, records) =>
-    new Promise((resolve, reject) => {
-      const written = () =>
-        records.map((r) => {
-          const offset = next.get(topic) ?? 0;
-          next.set(topic, offset + 1);
-          return { topic, partition: 0, offset, timestamp: r.timestamp ?? -1 };
+  const next = new Map<number, number>();
+  let refreshes = 0;
+  const transport = {
+    leader: (topic: string, partition: number) =>
+      topic === "t" && leaders[partition] !== undefined
+        ? { address: leaders[partition]! }
+        : new SamsaError(ErrorCode.LEADER_NOT_AVAILABLE, "no leader"),
+    refresh: async () => {
+      refreshes++;
+    },
+    produce: (address: string, parts: ProducePartition[], _acks: unknown, _timeoutMs: number) =>
+      new Promise<readonly ProducePartitionResult__Output[]>((resolve, reject) => {
+        const decoded = parts.map((p) => {
+          const records = decodeBatches(p.records).flatMap((b) => b.records);
+          return {
+            topic: p.topic,
+            partition: p.partition,
+            values: records.map((r) => String(r.value)),
+            timestamps: records.map((r) => r.timestamp),
+          };
         });
-      const call: Call = {
-        topic,
-        records,
-        values: records.map((r) => String(r.value)),
-        finish: (outcomes) => resolve(outcomes ?? written()),
-        fail: reject,
-      };
-      calls.push(call);
-      if (auto) call.finish();
+        const call: Call = {
+          address,
+          partitions: decoded,
+          finish: (answers = {}) =>
+            resolve(
+              decoded.map((p) => {
+                const a = answers[p.partition];
+                if (a !== undefined && a.code !== ErrorCode.NONE) {
+                  return {
+                    topic: p.topic,
+                    partition: p.partition,
+                    errorCode: a.code,
+                    errorMessage: a.message ?? "",
+                    baseOffset: "-1",
+                  } as unknown as ProducePartitionResult__Output;
+                }
+                const base = next.get(p.partition) ?? 0;
+                next.set(p.partition, base + p.values.length);
+                return {
+                  topic: p.topic,
+                  partition: p.partition,
+                  errorCode: 0,
+                  errorMessage: "",
+                  baseOffset: String(base),
+                } as unknown as ProducePartitionResult__Output;
+              }),
+            ),
+          fail: reject,
+        };
+        calls.push(call);
+        if (auto) call.finish();
+      }),
+  };
+  const metadata = {
+    partitionCount: (topic: string) => counts.get(topic),
+    loadPartitionCount: async (topic: string, _timeoutMs: number) => {
+      const n = counts.get(topic);
+      if (n === undefined) throw new SamsaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, topic);
+      return n;
+    },
+  };
+  const make = (acc: AccumulatorOptions = {}, sender: Partial<SenderOptions> = {}) => {
+    const accumulator = new RecordAccumulator(
+      metadata,
+      { maxRequestSizeBytes: 1 << 20, ...acc },
+      undefined,
+      () => 0,
+    );
+    new Sender(accumulator, transport, {
+      acks: Acks.ACKS_ALL,
+      compression: CompressionType.NONE,
+      deliveryTimeoutMs: 120_000,
+      requestTimeoutMs: 30_000,
+      maxRequestSizeBytes: acc.maxRequestSizeBytes ?? 1 << 20,
+      maxInFlightPerBroker: 5,
+      ...sender,
     });
-  return { send, calls };
+    return accumulator;
+  };
+  return { calls, counts, leaders, make, refreshes: () => refreshes };
 }
 
 const values = (from: number, to: number) =>
@@ -85,28 +166,24 @@ function settledFlag(p: Promise<unknown>): () => boolean {
   return () => settled;
 }
 
-describe("record accumulator: when records go out", () => {
-  it("sends a topic's records at once when they reach batch.size, not before", async () => {
-    const { send, calls } = fakeSend();
-    const acc = new RecordAccumulator(send, {
-      lingerMs: LINGER_NEVER_MS,
-      batchSizeBytes: 3 * RECORD_BYTES,
-    });
+describe("producer batching: when records go out", () => {
+  it("sends a partition's batch at once when it reaches batch.size, not before", async () => {
+    const { calls, make } = fakeCluster();
+    const acc = make({ lingerMs: LINGER_NEVER_MS, batchSizeBytes: batchOf(3) });
     for (let i = 0; i < 2; i++) await acc.add("t", rec(i));
     await settle();
     assert.equal(calls.length, 0, "two records are below batch.size");
     const third = await acc.add("t", rec(2));
     await waitFor(() => calls.length === 1, { message: "a send at batch.size" });
-    assert.deepEqual(calls[0]!.values, values(0, 3));
+    assert.deepEqual(calls[0]!.partitions[0]!.values, values(0, 3));
     assert.equal((await third.delivered).offset, 2);
     await acc.close();
   });
 
-  it("sends what lingered once linger.ms has passed, in one send", async () => {
-    const { send, calls } = fakeSend();
-    const acc = new RecordAccumulator(send, { lingerMs: 20, batchSizeBytes: 1 << 20 });
+  it("sends what lingered once linger.ms has passed, in one call", async () => {
+    const { calls, make } = fakeCluster();
+    const acc = make({ lingerMs: 20, batchSizeBytes: 1 << 20 });
     const deliveries: Delivery[] = [];
-    // Added in one go: well within the linger of the first.
     for (let i = 0; i < 5; i++) deliveries.push(await acc.add("t", rec(i)));
     assert.equal(calls.length, 0);
     const written = await Promise.all(deliveries.map((d) => d.delivered));
@@ -114,101 +191,154 @@ describe("record accumulator: when records go out", () => {
       written.map((m) => m.offset),
       [0, 1, 2, 3, 4],
     );
-    assert.equal(calls.length, 1, "one send for the lingered records");
-    assert.deepEqual(calls[0]!.values, values(0, 5));
+    assert.equal(calls.length, 1, "one call for the lingered records");
+    assert.deepEqual(calls[0]!.partitions[0]!.values, values(0, 5));
     await acc.close();
   });
 
-  it("splits a send at max.request.size of record bytes, keeping the order", async () => {
-    const { send, calls } = fakeSend();
-    // A record is accepted when it fits with a batch header; a send takes records while their
-    // own bytes fit (the produce job then cuts batches, headers included).
-    const maxRequestSizeBytes = 2 * RECORD_BYTES + BATCH_HEADER_BYTES;
-    const acc = new RecordAccumulator(send, { lingerMs: LINGER_NEVER_MS, maxRequestSizeBytes });
-    for (let i = 0; i < 5; i++) await acc.add("t", rec(i));
-    await acc.flush();
-    const perSend = Math.floor(maxRequestSizeBytes / RECORD_BYTES);
-    assert.equal(perSend, 3);
+  it("one call per partition in flight; the batches added meanwhile follow in one call, in order", async () => {
+    const { calls, make } = fakeCluster({ auto: false });
+    const acc = make({ lingerMs: LINGER_NEVER_MS, batchSizeBytes: batchOf(2) });
+    const first = [await acc.add("t", rec(0)), await acc.add("t", rec(1))];
+    await waitFor(() => calls.length === 1, { message: "the first call" });
+    // Three more batches fill up while the first call is in flight: no second call yet.
+    const later: Delivery[] = [];
+    for (let i = 2; i < 8; i++) later.push(await acc.add("t", rec(i)));
+    await settle();
+    assert.equal(calls.length, 1, "one call of the partition in flight");
+    calls[0]!.finish();
+    await waitFor(() => calls.length === 2, { message: "the second call" });
+    assert.deepEqual(calls[1]!.partitions[0]!.values, values(2, 8), "three batches, in order");
+    calls[1]!.finish();
     assert.deepEqual(
-      calls.map((c) => c.values),
-      [values(0, perSend), values(perSend, 5)],
+      await Promise.all([...first, ...later].map(async (d) => (await d.delivered).offset)),
+      [0, 1, 2, 3, 4, 5, 6, 7],
+      "each batch's offsets follow the one before it in the same call",
     );
+    await acc.close();
   });
 
-  it("keeps one send per topic in flight; what is added meanwhile follows in order", async () => {
-    const { send, calls } = fakeSend(false);
-    const acc = new RecordAccumulator(send, {
-      lingerMs: LINGER_NEVER_MS,
-      batchSizeBytes: 2 * RECORD_BYTES,
+  it("partitions on two brokers are sent in parallel, and calls to one broker overlap", async () => {
+    const { calls, make } = fakeCluster({
+      partitions: 3,
+      auto: false,
+      leaders: ["b1", "b2", "b1"],
     });
-    for (let i = 0; i < 2; i++) await acc.add("t", rec(i));
-    await waitFor(() => calls.length === 1, { message: "the first send" });
-    // Past batch.size again while the first send is in flight: no second send yet.
-    for (let i = 2; i < 6; i++) await acc.add("t", rec(i));
-    // Another topic is not held up by this one.
-    await acc.add("other", rec(100));
-    await acc.add("other", rec(101));
-    await waitFor(() => calls.some((c) => c.topic === "other"), { message: "other's send" });
+    const acc = make(
+      { lingerMs: LINGER_NEVER_MS, batchSizeBytes: batchOf(1) },
+      { maxInFlightPerBroker: 2 },
+    );
+    // A batch of one record per partition, each full at once.
+    for (const p of [0, 1, 2]) await acc.add("t", rec(p, { partition: p }));
+    await waitFor(() => calls.length === 2, { message: "one call per broker" });
+    assert.deepEqual(calls.map((c) => c.address).sort(), ["b1", "b2"]);
+    const b1 = calls.find((c) => c.address === "b1")!;
+    assert.deepEqual(b1.partitions.map((p) => p.partition).sort(), [0, 2], "one call for b1's two");
+    // While b1's call is in flight, partition 0 fills another batch: a second call to b1 goes.
+    await acc.add("t", rec(10, { partition: 2 }));
     await settle();
-    assert.equal(calls.filter((c) => c.topic === "t").length, 1, "one send of t in flight");
-    calls[0]!.finish();
-    await waitFor(() => calls.filter((c) => c.topic === "t").length === 2, {
-      message: "the second send of t",
-    });
-    const tCalls = calls.filter((c) => c.topic === "t");
-    assert.deepEqual(tCalls[1]!.values, values(2, 6), "the records added meanwhile, in order");
+    assert.equal(calls.length, 2, "partition 2 has a call in flight: it waits");
+    b1.finish();
+    await waitFor(() => calls.length === 3, { message: "partition 2's next call" });
     const flushed = acc.flush();
-    for (const c of calls) if (c !== calls[0]) c.finish();
+    for (const c of calls.slice(1)) c.finish();
     await flushed;
   });
 
   it("stamps a record's timestamp when it is added, and keeps a given one", async () => {
-    const { send, calls } = fakeSend();
-    const acc = new RecordAccumulator(send, { lingerMs: LINGER_NEVER_MS });
+    const { calls, make } = fakeCluster();
+    const acc = make({ lingerMs: LINGER_NEVER_MS });
+    const before = Date.now();
     await acc.add("t", rec(0));
-    await acc.add("t", { ...rec(1), timestamp: 1234 });
+    await acc.add("t", rec(1, { timestamp: 1234 }));
+    const late = await acc.add("t", rec(2, { timestamp: before + 60_000 }));
     await acc.flush();
-    const [stamped, given] = calls[0]!.records;
-    assert.equal(typeof stamped!.timestamp, "number");
-    assert.equal(given!.timestamp, 1234);
+    const [stamped, given, later] = calls[0]!.partitions[0]!.timestamps;
+    assert.ok(stamped! >= before && stamped! <= Date.now(), "stamped at add");
+    assert.equal(given, 1234, "a timestamp before the batch's base");
+    assert.equal(later, before + 60_000);
+    assert.equal((await late.delivered).timestamp, before + 60_000);
   });
 });
 
-describe("record accumulator: memory bound", () => {
-  it("add waits for buffer.memory room until in-flight records are delivered", async () => {
-    const { send, calls } = fakeSend(false);
-    const acc = new RecordAccumulator(send, {
+describe("producer batching: partitions", () => {
+  it("keyless records stick to one partition until its batch is full, then move on", async () => {
+    const { calls, make } = fakeCluster({ partitions: 3 });
+    const acc = make({ lingerMs: LINGER_NEVER_MS, batchSizeBytes: batchOf(2) });
+    const deliveries: Delivery[] = [];
+    for (let i = 0; i < 6; i++) deliveries.push(await acc.add("t", rec(i)));
+    await acc.flush();
+    const parts = await Promise.all(deliveries.map(async (d) => (await d.delivered).partition));
+    assert.deepEqual(parts, [0, 0, 1, 1, 2, 2], "two per batch (the random start is 0 here)");
+    assert.equal(
+      calls.flatMap((c) => c.partitions).length,
+      3,
+      "one batch of each partition (in one call: they share a leader)",
+    );
+  });
+
+  it("a keyed record goes to murmur2(key) mod partitions; an explicit one where it says", async () => {
+    const { make } = fakeCluster({ partitions: 3 });
+    const acc = make({ lingerMs: 0 });
+    for (const key of ["a", "b", "c", "order-17"]) {
+      const d = await acc.add("t", rec(0, { key }));
+      assert.equal((await d.delivered).partition, partitionForKey(key, 3), `key ${key}`);
+    }
+    assert.equal((await (await acc.add("t", rec(0, { partition: 2 }))).delivered).partition, 2);
+    await assert.rejects(
+      acc.add("t", rec(0, { partition: 3 })),
+      (err) =>
+        isSamsaError(err, ErrorCode.INVALID_REQUEST) && /has no partition 3/.test(err.message),
+    );
+    await acc.close();
+  });
+
+  it("waits for a topic's metadata; an unknown topic fails the add", async () => {
+    const { counts, make } = fakeCluster();
+    const acc = make({ lingerMs: 0 });
+    await assert.rejects(acc.add("missing", rec(0)), (err) =>
+      isSamsaError(err, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+    );
+    counts.set("t", 1);
+    assert.equal((await (await acc.add("t", rec(0))).delivered).offset, 0);
+    await acc.close();
+  });
+});
+
+describe("producer batching: memory bound", () => {
+  it("add waits for buffer.memory room until a batch is acknowledged", async () => {
+    const { calls, make } = fakeCluster({ auto: false });
+    const acc = make({
       lingerMs: LINGER_NEVER_MS,
-      batchSizeBytes: 2 * RECORD_BYTES,
-      bufferMemoryBytes: 2 * RECORD_BYTES,
-      maxRequestSizeBytes: MAX_REQUEST_SIZE_BYTES,
+      batchSizeBytes: batchOf(2),
+      bufferMemoryBytes: Math.max(batchOf(2), ONE_RECORD_ROOM),
       maxBlockMs: LINGER_NEVER_MS,
     });
     for (let i = 0; i < 2; i++) await acc.add("t", rec(i));
-    await waitFor(() => calls.length === 1, { message: "the first send" });
+    await waitFor(() => calls.length === 1, { message: "the first call" });
     const third = acc.add("t", rec(2));
     const added = settledFlag(third);
     await settle();
-    assert.equal(added(), false, "no room while two records are in flight");
+    assert.equal(added(), false, "no room while the first batch is in flight");
     calls[0]!.finish();
     const delivery = await third;
     const flushed = acc.flush();
-    await waitFor(() => calls.length === 2, { message: "the third record's send" });
+    await waitFor(() => calls.length === 2, { message: "the third record's call" });
     calls[1]!.finish();
     await flushed;
     assert.equal((await delivery.delivered).offset, 2);
   });
 
-  it("add gives up after max.block.ms with REQUEST_TIMED_OUT", async () => {
-    const { send, calls } = fakeSend(false);
-    const acc = new RecordAccumulator(send, {
+  it("add gives up after max.block.ms with REQUEST_TIMED_OUT; waiting adds keep their order", async () => {
+    const { calls, make } = fakeCluster({ auto: false });
+    const acc = make({
       lingerMs: 0,
-      bufferMemoryBytes: RECORD_BYTES,
-      maxRequestSizeBytes: MAX_REQUEST_SIZE_BYTES,
+      batchSizeBytes: batchOf(1),
+      bufferMemoryBytes: ONE_RECORD_ROOM,
       maxBlockMs: 30,
     });
     const first = await acc.add("t", rec(0));
-    await waitFor(() => calls.length === 1, { message: "the first send" });
+    await waitFor(() => calls.length === 1, { message: "the first call" });
     await assert.rejects(
       acc.add("t", rec(1)),
       (err) =>
@@ -216,28 +346,22 @@ describe("record accumulator: memory bound", () => {
         err.message.includes("buffer.memory") &&
         err.message.includes("max.block.ms 30"),
     );
-    // The waiter that gave up holds no room: the next record fits once the first is delivered.
     calls[0]!.finish();
     await first.delivered;
     const next = await acc.add("t", rec(2));
-    await waitFor(() => calls.length === 2, { message: "the next send" });
+    await waitFor(() => calls.length === 2, { message: "the next call" });
     calls[1]!.finish();
     assert.equal((await next.delivered).offset, 1);
     await acc.close();
   });
 
   it("refuses at once a record larger than buffer.memory or max.request.size", async () => {
-    const { send, calls } = fakeSend();
-    const small = new RecordAccumulator(send, {
-      bufferMemoryBytes: RECORD_BYTES - 1,
-      maxRequestSizeBytes: MAX_REQUEST_SIZE_BYTES,
-    });
+    const { calls, make } = fakeCluster();
+    const small = make({ bufferMemoryBytes: ONE_RECORD_ROOM - 1 });
     await assert.rejects(small.add("t", rec(0)), (err) =>
       isSamsaError(err, ErrorCode.MESSAGE_TOO_LARGE),
     );
-    const narrow = new RecordAccumulator(send, {
-      maxRequestSizeBytes: RECORD_BYTES + BATCH_HEADER_BYTES - 1,
-    });
+    const narrow = make({ maxRequestSizeBytes: ONE_RECORD_ROOM - 1 });
     await assert.rejects(narrow.add("t", rec(0)), (err) =>
       isSamsaError(err, ErrorCode.MESSAGE_TOO_LARGE),
     );
@@ -245,56 +369,60 @@ describe("record accumulator: memory bound", () => {
   });
 });
 
-describe("record accumulator: outcomes", () => {
-  it("settles each delivery with its own outcome; flush() throws the first error once", async () => {
-    const { send, calls } = fakeSend(false);
-    const acc = new RecordAccumulator(send, { lingerMs: LINGER_NEVER_MS });
-    const deliveries: Delivery[] = [];
-    for (let i = 0; i < 3; i++) deliveries.push(await acc.add("t", rec(i)));
+describe("producer batching: outcomes", () => {
+  it("a non-retriable error fails that partition's batch; flush() throws the first error once", async () => {
+    const { calls, make } = fakeCluster({ partitions: 2, auto: false });
+    const acc = make({ lingerMs: LINGER_NEVER_MS });
+    const ok = await acc.add("t", rec(0, { partition: 0 }));
+    const bad = await acc.add("t", rec(1, { partition: 1 }));
     const flushed = acc.flush();
-    await waitFor(() => calls.length === 1, { message: "the send" });
-    const tooLarge = new SamsaError(ErrorCode.MESSAGE_TOO_LARGE, "record 1");
-    const corrupt = new SamsaError(ErrorCode.CORRUPT_MESSAGE, "record 2");
-    calls[0]!.finish([{ topic: "t", partition: 3, offset: 40, timestamp: 1 }, tooLarge, corrupt]);
-    await assert.rejects(flushed, (err) => err === tooLarge);
-    assert.deepEqual(await deliveries[0]!.delivered, {
-      topic: "t",
-      partition: 3,
-      offset: 40,
-      timestamp: 1,
-    });
-    await assert.rejects(deliveries[1]!.delivered, (err) => err === tooLarge);
-    await assert.rejects(deliveries[2]!.delivered, (err) => err === corrupt);
+    await waitFor(() => calls.length === 1, { message: "the call" });
+    calls[0]!.finish({ 1: { code: ErrorCode.CORRUPT_MESSAGE, message: "crc" } });
+    await assert.rejects(flushed, (err) => isSamsaError(err, ErrorCode.CORRUPT_MESSAGE));
+    assert.equal((await ok.delivered).offset, 0);
+    await assert.rejects(bad.delivered, (err) => isSamsaError(err, ErrorCode.CORRUPT_MESSAGE));
     await acc.flush(); // the error was reported once
   });
 
-  it("a send that throws fails every record in it (a non-SamsaError as UNKNOWN)", async () => {
-    const { send, calls } = fakeSend(false);
-    const acc = new RecordAccumulator(send, { lingerMs: LINGER_NEVER_MS });
-    const a = await acc.add("t", rec(0));
-    const b = await acc.add("t", rec(1));
+  it("NOT_LEADER is retried at once at the new leader; the same bytes go again", async () => {
+    const cluster = fakeCluster({ auto: false });
+    const acc = cluster.make({ lingerMs: LINGER_NEVER_MS });
+    const d = await acc.add("t", rec(0));
     const flushed = acc.flush();
-    await waitFor(() => calls.length === 1, { message: "the send" });
-    calls[0]!.fail(new TypeError("a bug"));
-    await assert.rejects(flushed, (err) => isSamsaError(err, ErrorCode.UNKNOWN));
-    for (const d of [a, b]) {
-      await assert.rejects(
-        d.delivered,
-        (err) => isSamsaError(err, ErrorCode.UNKNOWN) && err.message.includes("a bug"),
-      );
-    }
-    // The room they took is released: the buffer is usable again.
-    const c = await acc.add("t", rec(2));
-    const again = acc.flush();
-    await waitFor(() => calls.length === 2, { message: "the next send" });
-    calls[1]!.finish();
-    await again;
-    assert.equal((await c.delivered).offset, 0);
+    await waitFor(() => cluster.calls.length === 1, { message: "the first call" });
+    cluster.leaders[0] = "b2";
+    cluster.calls[0]!.finish({ 0: { code: ErrorCode.NOT_LEADER } });
+    await waitFor(() => cluster.calls.length === 2, { message: "the retry" });
+    assert.equal(cluster.calls[1]!.address, "b2");
+    assert.deepEqual(cluster.calls[1]!.partitions, cluster.calls[0]!.partitions);
+    assert.ok(cluster.refreshes() >= 1, "the metadata was refreshed");
+    cluster.calls[1]!.finish();
+    await flushed;
+    assert.equal((await d.delivered).offset, 0);
+  });
+
+  it("a failed call (broker unreachable) is retried; past delivery.timeout.ms the batch fails with the last error", async () => {
+    const cluster = fakeCluster({ auto: false });
+    const acc = cluster.make({ lingerMs: LINGER_NEVER_MS }, { deliveryTimeoutMs: 300 });
+    const d = await acc.add("t", rec(0));
+    const flushed = acc.flush();
+    await waitFor(() => cluster.calls.length === 1, { message: "the first call" });
+    cluster.calls[0]!.fail(new SamsaError(ErrorCode.LEADER_NOT_AVAILABLE, "connection refused"));
+    await waitFor(() => cluster.calls.length === 2, { message: "the retry" });
+    cluster.calls[1]!.fail(new SamsaError(ErrorCode.LEADER_NOT_AVAILABLE, "connection refused"));
+    await assert.rejects(
+      d.delivered,
+      (err) =>
+        isSamsaError(err, ErrorCode.REQUEST_TIMED_OUT) &&
+        /delivery\.timeout\.ms 300/.test(err.message) &&
+        /connection refused/.test(err.message),
+    );
+    await assert.rejects(flushed, (err) => isSamsaError(err, ErrorCode.REQUEST_TIMED_OUT));
   });
 
   it("close() sends what is buffered, then refuses new records", async () => {
-    const { send, calls } = fakeSend();
-    const acc = new RecordAccumulator(send, { lingerMs: LINGER_NEVER_MS });
+    const { calls, make } = fakeCluster();
+    const acc = make({ lingerMs: LINGER_NEVER_MS });
     const d = await acc.add("t", rec(0));
     await acc.close();
     assert.equal(calls.length, 1);

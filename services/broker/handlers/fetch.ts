@@ -46,8 +46,12 @@ async function readPartition(
   try {
     checkTopicPartition(fp.topic, fp.partition);
     offset = parseInt64(fp.fetchOffset, "fetch_offset");
-    const part = deps.replicas.partitionFor(fp.topic, fp.partition, true);
-    part.checkEpoch(fp.currentLeaderEpoch ?? -1);
+    const part = deps.replicas.partitionFor(
+      fp.topic,
+      fp.partition,
+      true,
+      fp.currentLeaderEpoch ?? -1,
+    );
     const r = await part.log.read(offset, maxBytes);
     const result = {
       ...base,

@@ -74,8 +74,7 @@ async function readPartition(
   try {
     checkTopicPartition(q.topic, q.partition);
     offset = parseInt64(q.fetchOffset, "fetch_offset");
-    part = deps.replicas.partitionFor(q.topic, q.partition, true);
-    part.checkEpoch(q.currentLeaderEpoch);
+    part = deps.replicas.partitionFor(q.topic, q.partition, true, q.currentLeaderEpoch);
     const log = part.log;
     const ends = {
       highWatermark: String(log.highWatermark),

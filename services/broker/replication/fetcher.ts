@@ -16,6 +16,13 @@ import type { Logger } from "../../shared/logger.js";
 
 /** A fetch call's deadline beyond its long-poll wait, ms. */
 export const REPLICA_FETCH_CALL_MARGIN_MS = 5_000;
+/**
+ * Pause after UNKNOWN_LEADER_EPOCH, ms: the leader has not yet applied the epoch this follower
+ * already knows (both learn it from the same etcd watch), so it will in a moment; waiting the full
+ * `replica.fetch.backoff.ms` there would hold the high watermark (and every acks=all write) after
+ * each leader change.
+ */
+export const REPLICA_FETCH_UNKNOWN_EPOCH_BACKOFF_MS = 20;
 /** Partitions one fetcher carries at most (the request limit of the protocol). */
 export const FETCHER_PARTITIONS_MAX = 10_000;
 
@@ -226,9 +233,14 @@ export class ReplicaFetcher {
       }
       throw new SamsaError(code, r.errorMessage || ErrorCode[code]);
     } catch (err) {
-      // NOT_LEADER, FENCED/UNKNOWN_LEADER_EPOCH: the metadata will move the partition; other
-      // errors are retried after the backoff.
-      entry.delayedUntilMs = Date.now() + this.options.settings.fetchBackoffMs;
+      // UNKNOWN_LEADER_EPOCH: the leader is about to take the epoch; retried shortly. NOT_LEADER,
+      // FENCED_LEADER_EPOCH: the metadata will move the partition; other errors are retried after
+      // the backoff.
+      const backoffMs =
+        err instanceof SamsaError && err.code === ErrorCode.UNKNOWN_LEADER_EPOCH
+          ? Math.min(REPLICA_FETCH_UNKNOWN_EPOCH_BACKOFF_MS, this.options.settings.fetchBackoffMs)
+          : this.options.settings.fetchBackoffMs;
+      entry.delayedUntilMs = Date.now() + backoffMs;
       const level = err instanceof SamsaError && err.retriable ? "debug" : "warn";
       this.logger[level]("replica fetch of a partition failed", {
         topic: r.topic,

@@ -3,6 +3,7 @@
  * header validation and stamping, record encoding, batch building and decoding, compression.
  * See docs/format.md for the byte-level specification.
  */
+export * from "./batch-builder.js";
 export * from "./builder.js";
 export * from "./compression.js";
 export * from "./header.js";

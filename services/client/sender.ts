@@ -1,0 +1,289 @@
+/**
+ * The producer's sender (Kafka's `Sender`): takes the sendable batches of the accumulator to the
+ * partitions' leaders. Each pass groups the partitions whose head batch is sendable (full,
+ * lingered, or flushing) by leader and makes one Produce per leader carrying, for each partition,
+ * its sendable batches up to `max.request.size`. A partition has one Produce in flight at a time,
+ * so its records stay in order across retries; a broker has at most
+ * `max.in.flight.requests.per.connection` Produce calls in flight, so that many partitions'
+ * requests overlap. A retriable error keeps the batches at the head of their queue and retries
+ * them after a backoff (and a metadata refresh for stale-metadata codes); a batch older than
+ * `delivery.timeout.ms` fails with the last error; a non-retriable error fails the batches it was
+ * about. Batches are closed (header, CRC, compression) once, so a retry sends the same bytes.
+ */
+import { ErrorCode, SamsaError } from "../shared/errors.js";
+import type { Acks__Output as ProtoAcks } from "../shared/generated/samsa/v1/Acks.js";
+import type { ProducePartitionResult__Output } from "../shared/generated/samsa/v1/ProducePartitionResult.js";
+import { fromProtoErrorCode } from "../shared/grpc/errors.js";
+import type { CompressionType } from "../shared/record-batch/index.js";
+import { backoffMs } from "../shared/retry.js";
+import { needsMetadataRefresh } from "./metadata.js";
+import type { PartitionQueue, ProducerBatch, RecordAccumulator } from "./record-accumulator.js";
+
+/** Produce calls in flight to one broker at most (Kafka's `max.in.flight.requests.per.connection`). */
+export const MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT = 5;
+
+/** One partition's bytes in a Produce call. */
+export interface ProducePartition {
+  readonly topic: string;
+  readonly partition: number;
+  readonly records: Buffer;
+}
+
+/** How the sender reaches the cluster (the producer's metadata and channels). */
+export interface ProduceTransport {
+  /** The partition's leader's address, or why there is none (a retriable SamsaError). */
+  leader(topic: string, partition: number): { readonly address: string } | SamsaError;
+  /** Refreshes the topic's metadata; resolves when done, never rejects. */
+  refresh(topic: string): Promise<void>;
+  /**
+   * One Produce call; resolves with the partitions' results, rejects with a SamsaError when the
+   * call failed as a whole (e.g. the broker is unreachable).
+   */
+  produce(
+    address: string,
+    partitions: ProducePartition[],
+    acks: ProtoAcks,
+    timeoutMs: number,
+  ): Promise<readonly ProducePartitionResult__Output[]>;
+}
+
+/** Sender settings (resolved from the producer's options). */
+export interface SenderOptions {
+  readonly acks: ProtoAcks;
+  readonly compression: CompressionType;
+  readonly deliveryTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly maxRequestSizeBytes: number;
+  readonly maxInFlightPerBroker: number;
+}
+
+interface Taken {
+  readonly q: PartitionQueue;
+  readonly batches: ProducerBatch[];
+}
+
+/** Drives the accumulator's batches to the leaders; see the module comment. */
+export class Sender {
+  private drainScheduled = false;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAtMs = Number.POSITIVE_INFINITY;
+  private readonly inFlight = new Map<string, number>();
+  /** The last retriable error of each partition that failed, for the expiry message. */
+  private readonly lastErrors = new WeakMap<PartitionQueue, SamsaError>();
+
+  constructor(
+    private readonly acc: RecordAccumulator,
+    private readonly transport: ProduceTransport,
+    private readonly options: SenderOptions,
+  ) {
+    acc.setWake((atMs) => this.wake(atMs));
+  }
+
+  /** Something becomes sendable at `atMs` (ms since the epoch): drains then. */
+  wake(atMs: number): void {
+    if (this.drainScheduled) return;
+    const now = Date.now();
+    if (atMs <= now) {
+      this.drainScheduled = true;
+      // After the current macrotask: records added in the same turn join the same requests.
+      setImmediate(() => {
+        this.drainScheduled = false;
+        this.drain();
+      });
+      return;
+    }
+    if (atMs >= this.timerAtMs) return;
+    clearTimeout(this.timer);
+    this.timerAtMs = atMs;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.timerAtMs = Number.POSITIVE_INFINITY;
+      this.drain();
+    }, atMs - now);
+  }
+
+  /** Stops the timer (the producer is closed; nothing is buffered). */
+  close(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAtMs = Number.POSITIVE_INFINITY;
+  }
+
+  /** One pass over the partitions with batches: sends what can go now. */
+  private drain(): void {
+    const now = Date.now();
+    let nextAtMs = Number.POSITIVE_INFINITY;
+    const byLeader = new Map<string, PartitionQueue[]>();
+    for (const q of this.acc.nonEmpty) {
+      if (q.inFlight) continue;
+      if (q.retryAtMs > now) {
+        nextAtMs = Math.min(nextAtMs, q.retryAtMs);
+        continue;
+      }
+      if (this.expire(q, now)) continue;
+      const at = this.acc.sendableAtMs(q);
+      if (at > now) {
+        nextAtMs = Math.min(nextAtMs, at, q.batches[0]!.createdMs + this.options.deliveryTimeoutMs);
+        continue;
+      }
+      const leader = this.transport.leader(q.topic, q.partition);
+      if (leader instanceof SamsaError) {
+        this.failed(q, q.batches.length, leader, now);
+        if (q.batches.length > 0) nextAtMs = Math.min(nextAtMs, q.retryAtMs);
+        continue;
+      }
+      const list = byLeader.get(leader.address);
+      if (list === undefined) byLeader.set(leader.address, [q]);
+      else list.push(q);
+    }
+    for (const [address, queues] of byLeader) {
+      let i = 0;
+      while (
+        i < queues.length &&
+        (this.inFlight.get(address) ?? 0) < this.options.maxInFlightPerBroker
+      ) {
+        const taken: Taken[] = [];
+        let bytes = 0;
+        for (; i < queues.length; i++) {
+          const q = queues[i]!;
+          const left = this.options.maxRequestSizeBytes - bytes;
+          if (taken.length > 0 && q.batches[0]!.builder.sizeBytes > left) break;
+          const batches = this.acc.take(q, left, now);
+          if (batches.length === 0) continue;
+          for (const b of batches) bytes += b.builder.sizeBytes;
+          taken.push({ q, batches });
+        }
+        if (taken.length > 0) void this.send(address, taken, now);
+      }
+      // Queues left over wait for a call to this broker to end (which drains again).
+    }
+    if (nextAtMs < Number.POSITIVE_INFINITY) this.wake(nextAtMs);
+    // Nothing buffered: no timer keeps the process alive for a linger that no longer matters.
+    else if (this.acc.nonEmpty.size === 0) this.close();
+  }
+
+  /** Fails the head batches of `q` older than the delivery timeout; true if `q` is now empty. */
+  private expire(q: PartitionQueue, now: number): boolean {
+    let n = 0;
+    while (
+      n < q.batches.length &&
+      now - q.batches[n]!.createdMs >= this.options.deliveryTimeoutMs
+    ) {
+      n++;
+    }
+    if (n === 0) return false;
+    const last = this.lastErrors.get(q);
+    this.acc.complete(
+      q,
+      n,
+      new SamsaError(
+        ErrorCode.REQUEST_TIMED_OUT,
+        `${q.topic}-${q.partition}: not delivered within delivery.timeout.ms ${this.options.deliveryTimeoutMs}` +
+          (last === undefined ? "" : ` (last error: ${last.message})`),
+      ),
+    );
+    return q.batches.length === 0;
+  }
+
+  private async send(address: string, taken: Taken[], now: number): Promise<void> {
+    this.inFlight.set(address, (this.inFlight.get(address) ?? 0) + 1);
+    const partitions: ProducePartition[] = [];
+    const sent: Taken[] = [];
+    for (const t of taken) {
+      t.q.inFlight = true;
+      try {
+        const closed = t.batches.map((b) =>
+          b.builder.close({ compression: this.options.compression }),
+        );
+        const records = closed.length === 1 ? closed[0]! : Buffer.concat(closed);
+        partitions.push({ topic: t.q.topic, partition: t.q.partition, records });
+        sent.push(t);
+      } catch (err) {
+        t.q.inFlight = false;
+        this.acc.complete(t.q, t.batches.length, asSamsaError(err));
+      }
+    }
+    try {
+      if (partitions.length === 0) return;
+      const oldest = Math.min(...sent.map((t) => t.batches[0]!.createdMs));
+      const leftMs = oldest + this.options.deliveryTimeoutMs - now;
+      const timeoutMs = Math.max(1, Math.min(this.options.requestTimeoutMs, leftMs));
+      let results: readonly ProducePartitionResult__Output[];
+      try {
+        results = await this.transport.produce(address, partitions, this.options.acks, timeoutMs);
+      } catch (err) {
+        const error = asSamsaError(err);
+        const at = Date.now();
+        for (const t of sent) this.failed(t.q, t.batches.length, error, at, address);
+        return;
+      }
+      const at = Date.now();
+      sent.forEach((t, i) => {
+        let r: ProducePartitionResult__Output | undefined = results[i];
+        if (r === undefined || r.topic !== t.q.topic || r.partition !== t.q.partition) {
+          r = results.find((x) => x.topic === t.q.topic && x.partition === t.q.partition);
+        }
+        const code = r === undefined ? ErrorCode.UNKNOWN : fromProtoErrorCode(r.errorCode);
+        if (code === ErrorCode.NONE) {
+          const base = Number(r!.baseOffset);
+          if (!(Number.isSafeInteger(base) && base >= -1)) {
+            const bad = new SamsaError(
+              ErrorCode.UNKNOWN,
+              `the broker answered base offset ${r!.baseOffset}`,
+            );
+            this.acc.complete(t.q, t.batches.length, bad);
+          } else {
+            t.q.attempts = 0;
+            this.acc.complete(t.q, t.batches.length, base);
+          }
+          return;
+        }
+        const message = r?.errorMessage || `no result for the partition (${ErrorCode[code]})`;
+        const error = new SamsaError(code, `${t.q.topic}-${t.q.partition}: ${message}`);
+        this.failed(t.q, t.batches.length, error, at, address);
+      });
+    } finally {
+      for (const t of sent) t.q.inFlight = false;
+      this.inFlight.set(address, this.inFlight.get(address)! - 1);
+      this.wake(0);
+    }
+  }
+
+  /**
+   * The first `n` batches of `q` failed with `err`: a non-retriable error fails them; a retriable
+   * one keeps them for a retry after the backoff (refreshing the metadata when it is stale).
+   */
+  private failed(
+    q: PartitionQueue,
+    n: number,
+    err: SamsaError,
+    now: number,
+    address?: string,
+  ): void {
+    if (!err.retriable) {
+      this.acc.complete(q, n, err);
+      return;
+    }
+    this.lastErrors.set(q, err);
+    q.retryAtMs = now + backoffMs(q.attempts);
+    q.attempts++;
+    if (needsMetadataRefresh(err.code)) {
+      void this.transport.refresh(q.topic).then(() => {
+        // A new leader is tried at once (KIP-951): the backoff is for asking the same one again.
+        const leader = this.transport.leader(q.topic, q.partition);
+        if (address !== undefined && !(leader instanceof SamsaError) && leader.address !== address)
+          q.retryAtMs = 0;
+        this.wake(0);
+      });
+    }
+    this.expire(q, now);
+  }
+}
+
+/** Any error as a SamsaError (a non-Samsa one is a bug somewhere: UNKNOWN). */
+function asSamsaError(err: unknown): SamsaError {
+  if (err instanceof SamsaError) return err;
+  return new SamsaError(ErrorCode.UNKNOWN, err instanceof Error ? err.message : String(err), {
+    cause: err,
+  });
+}
