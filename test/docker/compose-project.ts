@@ -118,10 +118,13 @@ export class ComposeProject {
   /**
    * @param name the compose project name (`-p`)
    * @param hostPorts the variables of docker-compose.yml that choose host ports, and their values
+   * @param variables other variables of docker-compose.yml for this project (e.g. the brokers'
+   *   `SAMSA_BROKER_SESSION_TIMEOUT_MS`), passed to every compose command
    */
   constructor(
     readonly name: string,
     readonly hostPorts: Readonly<Record<string, number>>,
+    readonly variables: Readonly<Record<string, string>> = {},
   ) {}
 
   /** The compose command in use, for diagnostics. */
@@ -218,6 +221,7 @@ export class ComposeProject {
       if (match) env[match[1]!] = match[2]!;
     }
     for (const [name, port] of Object.entries(this.hostPorts)) env[name] = String(port);
+    for (const [name, value] of Object.entries(this.variables)) env[name] = value;
     return env;
   }
 }

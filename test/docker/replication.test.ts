@@ -1,0 +1,511 @@
+/**
+ * Replication under container faults on the compose cluster (docs/replication.md, "Tests"):
+ * docker-compose.yml as project `samsa-repl-test` on its own host ports, with the brokers'
+ * failure detection shortened through the compose file's variables (3 s session, 5 s lag, short
+ * fetch backoff and wait), topics of replication factor 3 with min.insync.replicas 2, and the
+ * oracle's acks=all senders (test/docker/compose-oracle.ts) running throughout each fault:
+ *
+ * 1. `docker kill` of a partition's leader: a new leader in a newer epoch, the killed broker out
+ *    of every ISR, sends go on; `docker start` brings it back into every ISR;
+ * 2. `docker pause` of a leader until its session expired and another broker leads: the zombie,
+ *    unpaused, answers the acks=all produce sent to it while it was frozen with no success (it
+ *    is fenced), and rejoins the ISR as a follower; the probe's records are not in the log;
+ * 3. `docker network disconnect` of a leader from the compose network, then `connect` (with its
+ *    DNS aliases back): the same, the probe sent right after the reconnect.
+ *
+ * After each fault the oracle reads every partition with two independent readers (the leader's
+ * own listener, the gateway's Fetch). A fault is healed in `finally`, so a failed case leaves no
+ * frozen or detached container to the next; the containers' logs are printed when a case fails.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, type TestContext, test } from "node:test";
+import { ErrorCode } from "../../services/shared/errors.js";
+import { Clients, createTopics, uniqueTopic } from "../integration/cluster-helpers.js";
+import type { PartitionInfo } from "../integration/replication-helpers.js";
+import { waitFor } from "../support/wait-for.js";
+import { ComposeProject, run } from "./compose-project.js";
+import {
+  ComposeOracleProducer,
+  type ComposeEndpoints,
+  checkComposeOracle,
+  partitionStates,
+  produceOnce,
+  waitForPartitions,
+} from "./compose-oracle.js";
+
+const PROJECT = "samsa-repl-test";
+/** Host ports of this project: away from the defaults and from the other docker tests'. */
+const HOST_PORTS = {
+  GATEWAY_PORT: 25094,
+  GATEWAY_METRICS_PORT: 25103,
+  CONTROLLER_PORT: 25093,
+  CONTROLLER_2_PORT: 25095,
+  PROMETHEUS_PORT: 25090,
+  BROKER_1_PORT: 25192,
+  BROKER_2_PORT: 25193,
+  BROKER_3_PORT: 25194,
+} as const;
+const LOOPBACK = "127.0.0.1";
+/** Each broker's EXTERNAL listener as published on the host, by broker id. */
+const BROKERS_ON_HOST: Readonly<Record<number, string>> = {
+  1: `${LOOPBACK}:${HOST_PORTS.BROKER_1_PORT}`,
+  2: `${LOOPBACK}:${HOST_PORTS.BROKER_2_PORT}`,
+  3: `${LOOPBACK}:${HOST_PORTS.BROKER_3_PORT}`,
+};
+const ENDPOINTS: ComposeEndpoints = {
+  gateway: `${LOOPBACK}:${HOST_PORTS.GATEWAY_PORT}`,
+  brokerAddress: (id) => {
+    const address = BROKERS_ON_HOST[id];
+    assert.ok(address, `no broker ${id} in the compose file`);
+    return address;
+  },
+};
+
+/** Broker lease TTL: a killed, paused or detached broker is dead to the controller after this, ms. */
+const SESSION_MS = 3_000;
+/** `replica.lag.time.max.ms`: a follower not caught up this long leaves the ISR, ms. */
+const LAG_MS = 5_000;
+/** The compose file's variables for this project: failure detection in seconds. */
+const TIMING_VARIABLES = {
+  SAMSA_BROKER_SESSION_TIMEOUT_MS: String(SESSION_MS),
+  SAMSA_REPLICA_LAG_TIME_MAX_MS: String(LAG_MS),
+  SAMSA_REPLICA_FETCH_BACKOFF_MS: "100",
+  SAMSA_REPLICA_FETCH_WAIT_MAX_MS: "200",
+} as const;
+
+const PARTITIONS = 3;
+const REPLICAS = 3;
+const MIN_ISR = 2;
+/** How long a fault's consequence (election, ISR change, restart and rejoin) may take, ms. */
+const SETTLE_MS = 60_000;
+/** Acknowledged records to wait for before, during and after each fault. */
+const ACKS_BEFORE = 100;
+const ACKS_DURING = 100;
+const ACKS_AFTER = 100;
+/** Bounds of one case's senders (they stop by themselves past them). */
+const ORACLE_LIMITS = { sendsMax: 20_000, durationMs: 150_000 } as const;
+/**
+ * Deadline of the produce sent to a leader while it is frozen: it is answered only after the
+ * unpause, so it must outlast the pause (election, and the sends during it), ms.
+ */
+const PROBE_DEADLINE_MS = 90_000;
+/** Pause between probes that found no connection to the broker, ms. */
+const PROBE_RETRY_MS = 100;
+/** Log lines per broker and controller printed when a case fails. */
+const FAILURE_LOG_LINES = 150;
+
+/** Every partition has its full replica set in sync. */
+const full = (p: PartitionInfo) => p.isr.length === REPLICAS;
+
+/** What a probe of a deposed leader got: NONE (acknowledged) or the error's code name. */
+interface ProbeResult {
+  readonly code: string;
+  readonly message: string;
+  /** Whether the broker answered (else the call failed: its deadline passed). */
+  readonly answered: boolean;
+}
+
+/** The partitions `broker` leads in `infos`. */
+const ledBy = (infos: Map<number, PartitionInfo>, broker: number): number[] =>
+  [...infos].filter(([, p]) => p.leader === broker).map(([n]) => n);
+
+/** Runs `docker <args>` (bounded in time by `run`). */
+const docker = (...args: string[]) => run("docker", args);
+
+/** The one network a container is attached to, and its DNS aliases there. */
+async function networkOf(container: string): Promise<{ network: string; aliases: string[] }> {
+  const out = await docker("inspect", "--format", "{{json .NetworkSettings.Networks}}", container);
+  const networks = JSON.parse(out.stdout) as Record<
+    string,
+    { Aliases: string[] | null; DNSNames?: string[] | null }
+  >;
+  const names = Object.keys(networks);
+  assert.equal(names.length, 1, `${container} is on one network: ${names.join(", ")}`);
+  const network = names[0]!;
+  const settings = networks[network]!;
+  // Docker adds the short container id (and its name) again by itself on connect.
+  const implicit = (alias: string) => container.startsWith(alias) || alias.startsWith(PROJECT);
+  const aliases = [...new Set([...(settings.Aliases ?? []), ...(settings.DNSNames ?? [])])].filter(
+    (a) => !implicit(a),
+  );
+  return { network, aliases };
+}
+
+describe("replication on the compose cluster: docker kill, pause, network disconnect of a leader", {
+  timeout: 20 * 60_000,
+}, () => {
+  const project = new ComposeProject(PROJECT, HOST_PORTS, TIMING_VARIABLES);
+  const clients = new Clients();
+  const fresh = new Clients();
+  let completed = 0;
+  let failed = false;
+
+  before(async () => {
+    await project.up();
+  });
+
+  after(async () => {
+    clients.close();
+    fresh.close();
+    if (failed) await printBrokerLogs(project);
+    await project.down(!failed && completed === 3);
+  });
+
+  /** A new RF 3 topic whose ISRs are full, and its oracle producer, started. */
+  const replicatedTopic = async (prefix: string) => {
+    const topic = uniqueTopic(prefix);
+    const [r] = await createTopics(clients.admin(ENDPOINTS.gateway), [
+      {
+        name: topic,
+        numPartitions: PARTITIONS,
+        replicationFactor: REPLICAS,
+        configs: { "min.insync.replicas": String(MIN_ISR) },
+      },
+    ]);
+    assert.equal(r!.errorCode, 0, `create ${topic}: ${r!.errorMessage}`);
+    const infos = await waitForPartitions(
+      clients,
+      ENDPOINTS,
+      topic,
+      PARTITIONS,
+      full,
+      SETTLE_MS,
+      `${topic}: every follower in the ISR`,
+    );
+    const producer = new ComposeOracleProducer(
+      clients,
+      ENDPOINTS,
+      topic,
+      PARTITIONS,
+      ORACLE_LIMITS,
+    );
+    producer.start();
+    await producer.waitForMoreAcks(ACKS_BEFORE, SETTLE_MS, "acks=all sends before the fault");
+    return { topic, infos, producer };
+  };
+
+  /**
+   * Waits until every partition has a leader other than `victim`, in a newer epoch where
+   * `victim` led, and `victim` is out of every ISR (which is then `min.insync.replicas` big).
+   */
+  const waitElected = async (
+    topic: string,
+    victim: number,
+    before: Map<number, PartitionInfo>,
+    what: string,
+  ) => {
+    const elected = await waitForPartitions(
+      clients,
+      ENDPOINTS,
+      topic,
+      PARTITIONS,
+      (p) => p.leader !== victim && !p.isr.includes(victim) && p.isr.length === REPLICAS - 1,
+      SETTLE_MS,
+      what,
+    );
+    for (const [n, p] of before) {
+      if (p.leader !== victim) continue;
+      assert.ok(
+        elected.get(n)!.leaderEpoch > p.leaderEpoch,
+        `partition ${n}: leader epoch grew (${p.leaderEpoch} → ${elected.get(n)!.leaderEpoch})`,
+      );
+    }
+    return elected;
+  };
+
+  /** Waits until `victim` is back in every ISR; a partition it leads again did so anew. */
+  const waitRejoined = async (
+    topic: string,
+    victim: number,
+    elected: Map<number, PartitionInfo>,
+    what: string,
+  ) => {
+    const rejoined = await waitForPartitions(
+      clients,
+      ENDPOINTS,
+      topic,
+      PARTITIONS,
+      (p) => p.isr.includes(victim) && full(p),
+      SETTLE_MS,
+      what,
+    );
+    for (const [n, p] of rejoined) {
+      // Led by the victim again: a preferred-leader election after it rejoined the ISR as a
+      // follower, so in a newer epoch than the one it was deposed in.
+      if (p.leader === victim)
+        assert.ok(p.leaderEpoch > elected.get(n)!.leaderEpoch, `partition ${n}: a new epoch`);
+    }
+    return rejoined;
+  };
+
+  /** After the fault: more acks, stop, every ISR full, the oracle; returns the logs read. */
+  const finish = async (topic: string, producer: ComposeOracleProducer) => {
+    await producer.waitForMoreAcks(ACKS_AFTER, SETTLE_MS, "acks=all sends after the fault");
+    await producer.stop();
+    await waitForPartitions(
+      clients,
+      ENDPOINTS,
+      topic,
+      PARTITIONS,
+      full,
+      SETTLE_MS,
+      `${topic}: every ISR full again`,
+    );
+    return checkComposeOracle(clients, fresh, ENDPOINTS, topic, producer);
+  };
+
+  /**
+   * Sends one acks=all batch of `values` to `broker` (a fresh connection), for a partition it
+   * no longer leads, until the broker itself answers (a call that found no connection, e.g.
+   * just after a reconnect, never reached it and is sent again); resolves to that answer.
+   */
+  const probe = async (
+    broker: number,
+    topic: string,
+    partition: number,
+    values: readonly string[],
+  ): Promise<ProbeResult> => {
+    const own = new Clients();
+    try {
+      const outcome = await waitFor(
+        async () => {
+          const o = await produceOnce(
+            own,
+            ENDPOINTS.brokerAddress(broker),
+            topic,
+            partition,
+            values,
+            PROBE_DEADLINE_MS,
+          );
+          if (o.answered || o.error.code !== ErrorCode.LEADER_NOT_AVAILABLE) return o;
+          return undefined;
+        },
+        {
+          timeoutMs: PROBE_DEADLINE_MS,
+          intervalMs: PROBE_RETRY_MS,
+          message: `broker-${broker} answers`,
+        },
+      );
+      if (!outcome.answered)
+        return {
+          code: ErrorCode[outcome.error.code],
+          message: outcome.error.message,
+          answered: false,
+        };
+      return { code: ErrorCode[outcome.code], message: outcome.message, answered: true };
+    } finally {
+      own.close();
+    }
+  };
+
+  /**
+   * The deposed `victim` must not have acknowledged the probe, unless it leads the partition
+   * again by now in an epoch after `elected`'s (a preferred-leader election after its rejoin).
+   * Returns whether the probe's records may be in the log.
+   */
+  const assertNotAcknowledgedByZombie = async (
+    result: ProbeResult,
+    topic: string,
+    partition: number,
+    victim: number,
+    elected: Map<number, PartitionInfo>,
+  ): Promise<boolean> => {
+    assert.ok(
+      result.answered,
+      `the deposed leader ${victim} answered the probe: ${result.message}`,
+    );
+    if (result.code !== ErrorCode[ErrorCode.NONE]) return false;
+    const now = (await partitionStates(clients, ENDPOINTS, topic))?.get(partition);
+    const electedEpoch = elected.get(partition)!.leaderEpoch;
+    assert.ok(
+      now !== undefined && now.leader === victim && now.leaderEpoch > electedEpoch,
+      `the deposed leader ${victim} acknowledged an acks=all produce to partition ${partition} ` +
+        `while not leading it (elected epoch ${electedEpoch}, now ${JSON.stringify(now)})`,
+    );
+    return true;
+  };
+
+  /**
+   * Runs `body` (the fault and its consequences); when it throws, heals the fault with `heal`
+   * and stops the senders before rethrowing, so that nothing frozen or detached is left behind.
+   */
+  const whileFaulted = async (
+    producer: ComposeOracleProducer,
+    heal: () => Promise<void>,
+    body: () => Promise<void>,
+  ) => {
+    try {
+      await body();
+    } catch (err) {
+      await heal().catch(() => undefined);
+      await producer.stop();
+      throw err;
+    }
+  };
+
+  /** Runs one case; marks the run failed when it throws. */
+  const faultCase = (name: string, body: (t: TestContext) => Promise<void>) =>
+    test(name, async (t) => {
+      try {
+        await body(t);
+        completed++;
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    });
+
+  faultCase(
+    "docker kill of a leader: new leader, ISR shrinks, restarted broker rejoins",
+    async (t) => {
+      const { topic, infos, producer } = await replicatedTopic("docker-kill");
+      const victim = infos.get(0)!.leader;
+      const container = await project.containerOf(`broker-${victim}`);
+      const started = Date.now();
+      await whileFaulted(
+        producer,
+        () => docker("start", container).then(() => undefined),
+        async () => {
+          await docker("kill", container);
+          const elected = await waitElected(
+            topic,
+            victim,
+            infos,
+            `leaders without broker-${victim}`,
+          );
+          t.diagnostic(`killed broker-${victim}: new leaders after ${Date.now() - started} ms`);
+          await producer.waitForMoreAcks(
+            ACKS_DURING,
+            SETTLE_MS,
+            `acks=all on the new leaders, broker-${victim} dead`,
+            ledBy(infos, victim),
+          );
+          await docker("start", container);
+          await waitRejoined(topic, victim, elected, `broker-${victim} back in every ISR`);
+          t.diagnostic(
+            `broker-${victim} restarted and in every ISR after ${Date.now() - started} ms`,
+          );
+        },
+      );
+      await finish(topic, producer);
+      t.diagnostic(
+        `${producer.ackedCount} records acknowledged; failures ${producer.failureSummary}`,
+      );
+    },
+  );
+
+  faultCase("docker pause of a leader past its session: fenced, rejoins as follower", async (t) => {
+    const { topic, infos, producer } = await replicatedTopic("docker-pause");
+    const partition = 1;
+    const victim = infos.get(partition)!.leader;
+    const container = await project.containerOf(`broker-${victim}`);
+    const probeValues = ["zombie-pause-0", "zombie-pause-1"];
+    let probeMayBeInLog = false;
+    const started = Date.now();
+    await whileFaulted(
+      producer,
+      () => docker("unpause", container).then(() => undefined),
+      async () => {
+        await docker("pause", container);
+        // Sent while it is frozen: the zombie reads it first thing when it thaws, before it
+        // can have learned from etcd that it was deposed.
+        const probing = probe(victim, topic, partition, probeValues);
+        const elected = await waitElected(topic, victim, infos, `leaders, broker-${victim} paused`);
+        t.diagnostic(`paused broker-${victim}: new leaders after ${Date.now() - started} ms`);
+        await producer.waitForMoreAcks(
+          ACKS_DURING,
+          SETTLE_MS,
+          `acks=all on the new leaders, broker-${victim} paused`,
+          ledBy(infos, victim),
+        );
+        const pausedMs = Date.now() - started;
+        await docker("unpause", container);
+        assert.ok(pausedMs > SESSION_MS, `paused ${pausedMs} ms, longer than the session`);
+        const result = await probing;
+        t.diagnostic(`the zombie answered the probe: ${result.code} ${result.message}`);
+        probeMayBeInLog = await assertNotAcknowledgedByZombie(
+          result,
+          topic,
+          partition,
+          victim,
+          elected,
+        );
+        await waitRejoined(topic, victim, elected, `broker-${victim} back in every ISR`);
+        t.diagnostic(`broker-${victim} in every ISR after ${Date.now() - started} ms`);
+      },
+    );
+    const logs = await finish(topic, producer);
+    t.diagnostic(
+      `${producer.ackedCount} records acknowledged; failures ${producer.failureSummary}`,
+    );
+    if (probeMayBeInLog) return;
+    for (const v of probeValues)
+      assert.ok(!logs.get(partition)!.has(v), `the zombie's unacknowledged ${v} is not in the log`);
+  });
+
+  faultCase("docker network disconnect of a leader: fenced, rejoins after reconnect", async (t) => {
+    const { topic, infos, producer } = await replicatedTopic("docker-netcut");
+    const partition = 2;
+    const victim = infos.get(partition)!.leader;
+    const container = await project.containerOf(`broker-${victim}`);
+    const { network, aliases } = await networkOf(container);
+    assert.ok(aliases.includes(`broker-${victim}`), `alias broker-${victim}: ${aliases}`);
+    const reconnect = () =>
+      docker("network", "connect", ...aliases.flatMap((a) => ["--alias", a]), network, container);
+    const probeValues = ["zombie-netcut-0", "zombie-netcut-1"];
+    let probeMayBeInLog = false;
+    const started = Date.now();
+    await whileFaulted(
+      producer,
+      () => reconnect().then(() => undefined),
+      async () => {
+        await docker("network", "disconnect", network, container);
+        const elected = await waitElected(
+          topic,
+          victim,
+          infos,
+          `leaders, broker-${victim} cut off`,
+        );
+        t.diagnostic(`cut broker-${victim} off: new leaders after ${Date.now() - started} ms`);
+        await producer.waitForMoreAcks(
+          ACKS_DURING,
+          SETTLE_MS,
+          `acks=all on the new leaders, broker-${victim} cut off`,
+          ledBy(infos, victim),
+        );
+        await reconnect();
+        // At once: the reconnected zombie may not know yet that it was deposed.
+        const result = await probe(victim, topic, partition, probeValues);
+        t.diagnostic(`the zombie answered the probe: ${result.code} ${result.message}`);
+        probeMayBeInLog = await assertNotAcknowledgedByZombie(
+          result,
+          topic,
+          partition,
+          victim,
+          elected,
+        );
+        await waitRejoined(topic, victim, elected, `broker-${victim} back in every ISR`);
+        t.diagnostic(`broker-${victim} in every ISR after ${Date.now() - started} ms`);
+      },
+    );
+    const logs = await finish(topic, producer);
+    t.diagnostic(
+      `${producer.ackedCount} records acknowledged; failures ${producer.failureSummary}`,
+    );
+    if (probeMayBeInLog) return;
+    for (const v of probeValues)
+      assert.ok(!logs.get(partition)!.has(v), `the zombie's unacknowledged ${v} is not in the log`);
+  });
+});
+
+/** The brokers' and controllers' last log lines (more than ComposeProject prints for all). */
+async function printBrokerLogs(project: ComposeProject): Promise<void> {
+  for (const service of ["controller-1", "controller-2", "broker-1", "broker-2", "broker-3"]) {
+    const logs = await project
+      .compose(["logs", "--no-color", `--tail=${FAILURE_LOG_LINES}`, service])
+      .catch((e: Error) => e);
+    process.stderr.write(
+      `--- ${service} (last ${FAILURE_LOG_LINES} lines)\n${logs instanceof Error ? logs.message : logs.stdout}\n`,
+    );
+  }
+}
