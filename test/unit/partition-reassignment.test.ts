@@ -274,6 +274,7 @@ describe("samsa reassign-partitions plans", () => {
       replicas,
       isr: replicas,
       offlineReplicas: [],
+      error: ErrorCode.NONE,
     });
     const topics = [
       {
