@@ -134,6 +134,20 @@ async function samsa(cluster: LocalCluster, args: readonly string[]) {
   return { code, stdout, stderr };
 }
 
+/** `samsa_controller_reassigning_partitions` on the active controller's `/metrics`. */
+async function reassigningGauge(cluster: LocalCluster): Promise<number> {
+  const { handle } = await cluster.activeController();
+  const host = handle.address.slice(0, handle.address.lastIndexOf(":"));
+  const res = await fetch(`http://${host}:${handle.metricsPort}/metrics`, {
+    signal: AbortSignal.timeout(CALL_DEADLINE_MS),
+  });
+  const line = (await res.text())
+    .split("\n")
+    .find((l) => l.startsWith("samsa_controller_reassigning_partitions"));
+  assert.ok(line, "the gauge is exported");
+  return Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
 /** Whether controller `name`'s log says it completed the reassignment of `topic`. */
 async function completedBy(cluster: LocalCluster, name: string, topic: string): Promise<boolean> {
   const text = await readFile(join(cluster.logDir, `${name}.log`), "utf8").catch(() => "");
@@ -197,8 +211,8 @@ describe("partition reassignment (RF 2, min ISR 2, 3 brokers)", { timeout: 300_0
   test("the standby controller completes a reassignment after the active one is SIGKILLed", async () => {
     const { topic, info } = await newTopic(cluster, clients, "reassign-failover");
     const added = BROKERS.find((b) => !info.replicas.includes(b))!;
-    const kept = info.replicas[0]!;
-    const removed = info.replicas[1]!;
+    const kept = info.leader;
+    const removed = info.replicas.find((r) => r !== kept)!;
     const target = [kept, added];
     const newReplica = cluster.broker(added);
     const producer = new OracleProducer(cluster, clients, topic, 1);
@@ -232,7 +246,14 @@ describe("partition reassignment (RF 2, min ISR 2, 3 brokers)", { timeout: 300_0
       assert.deepEqual(still?.get(0)?.replicas, [kept, added, removed], "still in progress");
       await newReplica.resume();
 
-      await waitForReplicas(cluster, clients, topic, target, "the standby completes it");
+      const done = await waitForReplicas(
+        cluster,
+        clients,
+        topic,
+        target,
+        "the standby completes it",
+      );
+      assert.equal(done.leader, info.leader, "a leader in the target keeps the leadership");
       assert.ok(await completedBy(cluster, successor.id, topic), "completed by the successor");
       assert.equal(await completedBy(cluster, active.id, topic), false);
       await waitFor(async () => !(await exists(partitionDir(cluster, removed, topic))), {
@@ -331,6 +352,10 @@ describe("partition reassignment (RF 2, min ISR 2, 3 brokers)", { timeout: 300_0
         ),
         list.stdout,
       );
+      await waitFor(async () => (await reassigningGauge(cluster)) === 1, {
+        timeoutMs: SETTLE_MS,
+        message: "samsa_controller_reassigning_partitions 1",
+      });
       const verifying = await samsa(cluster, [
         "reassign-partitions",
         "--verify",
@@ -381,6 +406,14 @@ describe("partition reassignment (RF 2, min ISR 2, 3 brokers)", { timeout: 300_0
     ]);
     assert.equal(back.code, 0, back.stdout);
     assert.match(back.stdout, /is completed/);
-    assert.equal(await exists(partitionDir(cluster, added, topic)), false);
+    // Had the new replica opened the log before it saw the cancel, it deletes it after.
+    await waitFor(async () => !(await exists(partitionDir(cluster, added, topic))), {
+      timeoutMs: SETTLE_MS,
+      message: `broker ${added} holds no copy of the partition`,
+    });
+    await waitFor(async () => (await reassigningGauge(cluster)) === 0, {
+      timeoutMs: SETTLE_MS,
+      message: "samsa_controller_reassigning_partitions 0",
+    });
   });
 });

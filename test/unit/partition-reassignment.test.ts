@@ -5,7 +5,14 @@
  * fields through etcd's JSON; and the CLI's plan parsing and reports.
  */
 import assert from "node:assert/strict";
+import { Readable } from "node:stream";
 import { describe, test } from "node:test";
+import type {
+  PartitionReassignment,
+  ReassignmentResult,
+} from "../../services/client/admin-client.js";
+import type { AdminApi, CliContext } from "../../services/cli/commands/context.js";
+import { runCli } from "../../services/cli/commands/program.js";
 import {
   formatOngoing,
   parsePlan,
@@ -25,7 +32,7 @@ import {
   isReassigning,
   type PartitionState,
 } from "../../services/shared/etcd/keys.js";
-import { ErrorCode, isSamsaError } from "../../services/shared/errors.js";
+import { ErrorCode, isSamsaError, SamsaError } from "../../services/shared/errors.js";
 
 const live = new Set([1, 2, 3, 4]);
 
@@ -297,5 +304,103 @@ describe("samsa reassign-partitions plans", () => {
         "",
       ].join("\n"),
     );
+  });
+});
+
+/** A CLI context with collected output and a fake admin. */
+function fakeContext(admin: Partial<AdminApi>) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const ctx: CliContext = {
+    stdin: Readable.from([]),
+    stdout: { write: (s: string) => out.push(s) },
+    stderr: { write: (s: string) => err.push(s) },
+    env: {},
+    signal: new AbortController().signal,
+    createAdmin: () => ({ close: () => {}, ...admin }) as AdminApi,
+  };
+  return { ctx, out: () => out.join(""), err: () => err.join("") };
+}
+
+describe("samsa reassign-partitions with a fake admin", () => {
+  const describeTopics = async () => [
+    {
+      name: "t",
+      error: null,
+      topicId: "",
+      configs: {},
+      partitions: [
+        {
+          partition: 0,
+          leaderId: 1,
+          leaderEpoch: 0,
+          replicas: [1, 2],
+          isr: [1, 2],
+          offlineReplicas: [],
+          error: ErrorCode.NONE,
+        },
+      ],
+    },
+  ];
+
+  test("--execute prints the rollback plan, starts, and reports refusals (exit 1)", async () => {
+    const calls: PartitionReassignment[][] = [];
+    const alterPartitionReassignments = async (r: readonly PartitionReassignment[]) => {
+      calls.push([...r]);
+      return r.map(
+        (x): ReassignmentResult => ({
+          topic: x.topic,
+          partition: x.partition,
+          error:
+            x.partition === 0
+              ? null
+              : new SamsaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "broker 9 is not registered"),
+        }),
+      );
+    };
+    const f = fakeContext({ describeTopics, alterPartitionReassignments });
+    const args = ["reassign-partitions", "--execute", "--reassignment", "t:0=2,3"];
+    const code = await runCli([...args, "--reassignment", "t:1=9"], f.ctx);
+    assert.equal(code, 1);
+    assert.deepEqual(calls, [
+      [
+        { topic: "t", partition: 0, replicas: [2, 3] },
+        { topic: "t", partition: 1, replicas: [9] },
+      ],
+    ]);
+    assert.ok(
+      f.out().includes('{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[1,2]'),
+    );
+    assert.match(f.out(), /Successfully started partition reassignments for t-0\n/);
+    assert.match(
+      f.out(),
+      /Error reassigning partition\(s\):\nt-1: INVALID_REPLICA_ASSIGNMENT: broker 9 is not registered/,
+    );
+  });
+
+  test("--cancel sends null replicas; exactly one action and one plan source", async () => {
+    const calls: PartitionReassignment[][] = [];
+    const alterPartitionReassignments = async (r: readonly PartitionReassignment[]) => {
+      calls.push([...r]);
+      return r.map((x) => ({ topic: x.topic, partition: x.partition, error: null }));
+    };
+    const f = fakeContext({ alterPartitionReassignments });
+    assert.equal(
+      await runCli(["reassign-partitions", "--cancel", "--reassignment", "t:0"], f.ctx),
+      0,
+    );
+    assert.deepEqual(calls, [[{ topic: "t", partition: 0, replicas: null }]]);
+    assert.match(f.out(), /Successfully cancelled partition reassignments for: t-0/);
+    for (const bad of [
+      ["reassign-partitions", "--reassignment", "t:0=1"],
+      ["reassign-partitions", "--execute", "--list"],
+      ["reassign-partitions", "--execute"],
+      ["reassign-partitions", "--execute", "--reassignment", "t:0"],
+    ]) {
+      const g = fakeContext({ alterPartitionReassignments, describeTopics });
+      assert.equal(await runCli(bad, g.ctx), 1, bad.join(" "));
+      assert.match(g.err(), /INVALID_REQUEST/, bad.join(" "));
+    }
+    assert.equal(calls.length, 1, "nothing sent for bad arguments");
   });
 });
