@@ -11,9 +11,10 @@
  * and `min.insync.replicas=2`.
  *
  * Phase 1 (throughput): 100-byte records without keys go one at a time through
- * `Producer.add` (the client's own batching: linger.ms, batch.size, one send per topic in flight,
- * see services/client/record-accumulator.ts), acks=all, with at most `--inflight` records not
- * acknowledged yet (the next `add` waits for an acknowledgement). Latency is per record, from
+ * `Producer.add` (the client's own batching: per-partition batches, linger.ms, batch.size, one
+ * call per partition and up to 5 per broker in flight, see services/client/record-accumulator.ts
+ * and sender.ts), acks=all, bounded by the producer's buffer.memory (or, with `--inflight=N`, by
+ * N records not acknowledged yet: the next `add` then waits for an acknowledgement). Latency is per record, from
  * its `add` to the resolution of its `delivered`. A warm-up runs first and is not counted.
  *
  * Phase 2 (unavailability): one producer sends to partition 0 one record at a time
@@ -39,6 +40,7 @@ import {
 } from "../services/client/index.js";
 import {
   BATCH_SIZE_BYTES_DEFAULT,
+  BUFFER_MEMORY_BYTES_DEFAULT,
   LINGER_MS_DEFAULT,
 } from "../services/client/record-accumulator.js";
 import {
@@ -65,8 +67,12 @@ import {
 const RECORDS = intOption("records", "BENCH_RECORDS", 1_000_000, 1000);
 const WARMUP_RECORDS = intOption("warmup", "BENCH_WARMUP", 20_000, 0);
 const RECORD_BYTES = intOption("record-bytes", "BENCH_RECORD_BYTES", 100, 1);
-/** Records added but not acknowledged yet, at most. */
-const INFLIGHT = intOption("inflight", "BENCH_INFLIGHT", 1000, 1);
+/**
+ * Records added but not acknowledged yet, at most; 0 (the default) = no cap of the bench's own,
+ * only the producer's `buffer.memory` (`add` waits for room), as Kafka's
+ * `kafka-producer-perf-test --throughput -1` runs.
+ */
+const INFLIGHT = intOption("inflight", "BENCH_INFLIGHT", 0, 0);
 /** Phase 1 stops adding after this long even if the count is not reached, ms. */
 const PHASE_MS_MAX = intOption("phase-ms", "BENCH_PHASE_MS", 60_000, 1000);
 /** `broker.session.timeout.ms` of every broker (the etcd lease of its registration). */
@@ -264,7 +270,7 @@ async function addRecords(
   let wake: (() => void) | undefined;
   const release = () => {
     inflight--;
-    if (wake !== undefined && inflight < INFLIGHT) {
+    if (wake !== undefined && (INFLIGHT === 0 || inflight < INFLIGHT)) {
       const w = wake;
       wake = undefined;
       w();
@@ -274,7 +280,7 @@ async function addRecords(
   const t0 = performance.now();
   const deadline = t0 + maxMs;
   for (let i = 0; i < count; i++) {
-    if (inflight >= INFLIGHT) await new Promise<void>((r) => (wake = r));
+    if (INFLIGHT > 0 && inflight >= INFLIGHT) await new Promise<void>((r) => (wake = r));
     if (performance.now() > deadline) break;
     const start = performance.now();
     inflight++;
@@ -539,7 +545,7 @@ async function main(): Promise<void> {
       `  topic: ${PARTITIONS} partitions, RF=${REPLICAS}, min.insync.replicas=${MIN_ISR}, leaders ${leaders.join(" ")}`,
     );
     console.log(
-      `  phase 1: ${human(RECORDS)} records (≤ ${human(PHASE_MS_MAX / 1000)} s) after ${human(WARMUP_RECORDS)} warm-up, ${RECORD_BYTES} B values, no key (round robin), uncompressed, acks=all, Producer.add per record (linger.ms ${LINGER_MS_DEFAULT}, batch.size ${BATCH_SIZE_BYTES_DEFAULT}), ≤ ${human(INFLIGHT)} records unacknowledged`,
+      `  phase 1: ${human(RECORDS)} records (≤ ${human(PHASE_MS_MAX / 1000)} s) after ${human(WARMUP_RECORDS)} warm-up, ${RECORD_BYTES} B values, no key (sticky partitioner), uncompressed, acks=all, Producer.add per record (linger.ms ${LINGER_MS_DEFAULT}, batch.size ${BATCH_SIZE_BYTES_DEFAULT}, buffer.memory ${human(BUFFER_MEMORY_BYTES_DEFAULT)} B), ${INFLIGHT === 0 ? "no cap on unacknowledged records but buffer.memory" : `≤ ${human(INFLIGHT)} records unacknowledged`}`,
     );
     if (PHASES.includes("2")) {
       console.log(

@@ -68,12 +68,11 @@ export type PartitionChooser = (
 
 const noop = (): void => {};
 
-/** One record's promise waiting for its batch's outcome. */
-interface Waiter {
-  readonly index: number;
-  readonly timestamp: number;
-  readonly resolve: (m: RecordMetadata) => void;
-  readonly reject: (e: SamsaError) => void;
+/** A batch's outcome, as its records' promises wait for it. */
+interface BatchOutcome {
+  readonly promise: Promise<number>;
+  resolve(baseOffset: number): void;
+  reject(err: SamsaError): void;
 }
 
 /** A batch of one partition: open while records go in, then sealed, sent, settled. */
@@ -83,7 +82,10 @@ export class ProducerBatch {
   sealed = false;
   /** Base offset once written (-1 with acks=0), or the error it failed with. */
   private outcome: number | SamsaError | undefined;
-  private waiters: Waiter[] | undefined;
+  /** Made when the first record's delivery is asked for (one promise per batch). */
+  private pending: BatchOutcome | undefined;
+  /** The records' promises made before the outcome. */
+  private asked: Promise<RecordMetadata>[] | undefined;
 
   constructor(
     readonly topic: string,
@@ -108,27 +110,44 @@ export class ProducerBatch {
     const o = this.outcome;
     let p: Promise<RecordMetadata>;
     if (o === undefined) {
-      p = new Promise((resolve, reject) => {
-        this.waiters ??= [];
-        this.waiters.push({ index, timestamp, resolve, reject });
-      });
-    } else if (o instanceof SamsaError) p = Promise.reject(o);
-    else p = Promise.resolve(this.metadata(o, index, timestamp));
-    // A delivery asked for and then ignored must not become an unhandled rejection; flush()
-    // reports the error too.
-    p.catch(noop);
+      p = this.batchPromise().then((base) => this.metadata(base, index, timestamp));
+      // Kept so that a failure can mark it handled (below); a success costs nothing more.
+      this.asked ??= [];
+      this.asked.push(p);
+    } else if (o instanceof SamsaError) {
+      p = Promise.reject(o);
+      p.catch(noop);
+    } else p = Promise.resolve(this.metadata(o, index, timestamp));
     return p;
+  }
+
+  private batchPromise(): Promise<number> {
+    if (this.pending === undefined) {
+      let resolve!: (n: number) => void;
+      let reject!: (e: SamsaError) => void;
+      const promise = new Promise<number>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      promise.catch(noop);
+      this.pending = { promise, resolve, reject };
+    }
+    return this.pending.promise;
   }
 
   /** Settles every record: written from `baseOffset` (-1: acks=0), or failed with the error. */
   settle(outcome: number | SamsaError): void {
     assert(this.outcome === undefined, "a batch settles once");
     this.outcome = outcome;
-    const waiters = this.waiters;
-    this.waiters = undefined;
-    if (waiters === undefined) return;
-    if (outcome instanceof SamsaError) for (const w of waiters) w.reject(outcome);
-    else for (const w of waiters) w.resolve(this.metadata(outcome, w.index, w.timestamp));
+    const pending = this.pending;
+    if (pending === undefined) return;
+    if (outcome instanceof SamsaError) {
+      // A delivery asked for and then ignored must not become an unhandled rejection; flush()
+      // reports the error too. (Handlers attached now run before the rejection is checked.)
+      for (const p of this.asked ?? []) p.catch(noop);
+      pending.reject(outcome);
+    } else pending.resolve(outcome);
+    this.asked = undefined;
   }
 
   private metadata(baseOffset: number, index: number, timestamp: number): RecordMetadata {

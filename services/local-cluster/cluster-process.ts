@@ -135,6 +135,15 @@ export interface ServiceSpec {
   stopTimeoutMs: number;
 }
 
+/**
+ * Extra node flags of every service process, from `SAMSA_NODE_ARGS` (space-separated), e.g.
+ * `SAMSA_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` to profile the brokers of a benchmark
+ * (NODE_OPTIONS does not take `--cpu-prof`). The profile is written when the process exits.
+ */
+function nodeArgs(): string[] {
+  return (process.env.SAMSA_NODE_ARGS ?? "").split(" ").filter((a) => a.length > 0);
+}
+
 /** A controller, broker or gateway child process: spawn, readiness, signals, restart. */
 export class ServiceProcess implements ProcessHandle {
   private child: ChildProcess | undefined;
@@ -214,6 +223,7 @@ export class ServiceProcess implements ProcessHandle {
     const args = [
       ...prefixArgs,
       ...(this.spec.commandPrefix?.length ? [process.execPath] : []),
+      ...nodeArgs(),
       "--import",
       "tsx",
       join("services", this.spec.kind, "main.ts"),

@@ -420,6 +420,27 @@ describe("producer batching: outcomes", () => {
     await assert.rejects(flushed, (err) => isSamsaError(err, ErrorCode.REQUEST_TIMED_OUT));
   });
 
+  it("a failed delivery that was asked for and then ignored is no unhandled rejection", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const { calls, make } = fakeCluster({ auto: false });
+      const acc = make({ lingerMs: LINGER_NEVER_MS });
+      const d = await acc.add("t", rec(0));
+      void d.delivered; // asked for, never awaited
+      const flushed = acc.flush();
+      await waitFor(() => calls.length === 1, { message: "the call" });
+      calls[0]!.finish({ 0: { code: ErrorCode.CORRUPT_MESSAGE } });
+      await assert.rejects(flushed, (err) => isSamsaError(err, ErrorCode.CORRUPT_MESSAGE));
+      await settle();
+      assert.deepEqual(unhandled, []);
+      await assert.rejects(d.delivered, (err) => isSamsaError(err, ErrorCode.CORRUPT_MESSAGE));
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+
   it("close() sends what is buffered, then refuses new records", async () => {
     const { calls, make } = fakeCluster();
     const acc = make({ lingerMs: LINGER_NEVER_MS });
