@@ -106,8 +106,9 @@ function sameOrder(a: readonly number[], b: readonly number[]): boolean {
 
 /**
  * Starts a reassignment of a partition to `target` (already validated), replacing one in
- * progress. Target equal to the current replicas with none in progress: nothing to write. Same
- * brokers in another order: the new order at once (no data moves).
+ * progress. Nothing to write when the target is the current replicas with none in progress, or
+ * the target of the one in progress. Same brokers in another order: the new order at once (no
+ * data moves).
  */
 export function startReassignment(
   state: PartitionState,
@@ -115,6 +116,10 @@ export function startReassignment(
   live: ReadonlySet<number>,
 ): ReassignmentOutcome {
   let base = settled(state);
+  if (isReassigning(state) && sameOrder(target, targetReplicas(state))) {
+    // The same plan again: the reassignment goes on where it is (no restart, no ISR churn).
+    return { next: undefined };
+  }
   if (isReassigning(state)) {
     const r = reverted(state, live);
     if ("error" in r)

@@ -86,6 +86,13 @@ describe("startReassignment", () => {
     assert.equal(second.partitionEpoch, 13);
   });
 
+  test("the same target again leaves the reassignment in progress as it is", () => {
+    const first = startReassignment(state(), [2, 3], live).next!;
+    const joined = { ...first, isr: [1, 2, 3] };
+    assert.deepEqual(startReassignment(joined, [2, 3], live), { next: undefined });
+    assert.deepEqual(startReassignment(joined, [3, 2], live).next?.replicas, [3, 2, 1]);
+  });
+
   test("replacing with the original replicas is a cancel", () => {
     const first = startReassignment(state(), [2, 3], live).next!;
     const back = startReassignment(first, [1, 2], live).next!;
