@@ -14,6 +14,8 @@ import type { AlterPartitionReassignmentsRequest__Output } from "../shared/gener
 import type { AlterPartitionReassignmentsResponse } from "../shared/generated/samsa/v1/AlterPartitionReassignmentsResponse.js";
 import type { ListPartitionReassignmentsRequest__Output } from "../shared/generated/samsa/v1/ListPartitionReassignmentsRequest.js";
 import type { ListPartitionReassignmentsResponse } from "../shared/generated/samsa/v1/ListPartitionReassignmentsResponse.js";
+import type { OngoingPartitionReassignment } from "../shared/generated/samsa/v1/OngoingPartitionReassignment.js";
+import type { ReassignablePartitionResult } from "../shared/generated/samsa/v1/ReassignablePartitionResult.js";
 import type { ElectLeadersRequest__Output } from "../shared/generated/samsa/v1/ElectLeadersRequest.js";
 import type { ElectLeadersResponse } from "../shared/generated/samsa/v1/ElectLeadersResponse.js";
 import { ElectionType as ProtoElectionType } from "../shared/generated/samsa/v1/ElectionType.js";
@@ -166,7 +168,7 @@ function reassignmentRequests(
 function alterReassignmentsResponse(
   results: readonly ReassignmentResult[],
 ): AlterPartitionReassignmentsResponse {
-  const byTopic = new Map<string, { name: string; partitions: object[] }>();
+  const byTopic = new Map<string, { name: string; partitions: ReassignablePartitionResult[] }>();
   for (const r of results) {
     let topic = byTopic.get(r.topic);
     if (topic === undefined) {
@@ -213,7 +215,7 @@ function listFilter(
 function listReassignmentsResponse(
   ongoing: readonly OngoingReassignment[],
 ): ListPartitionReassignmentsResponse {
-  const byTopic = new Map<string, { name: string; partitions: object[] }>();
+  const byTopic = new Map<string, { name: string; partitions: OngoingPartitionReassignment[] }>();
   for (const o of ongoing) {
     let topic = byTopic.get(o.topic);
     if (topic === undefined) {
