@@ -89,6 +89,16 @@ const ORACLE_LIMITS = { sendsMax: 20_000, durationMs: 150_000 } as const;
  * unpause, so it must outlast the pause (election, and the sends during it), ms.
  */
 const PROBE_DEADLINE_MS = 90_000;
+/** Where the image keeps the compiled services (deploy/Dockerfile). */
+const IMAGE_SERVICES_DIR = "/app/dist/services";
+/** A broker's INTERNAL listener port inside its container (docker-compose.yml). */
+const BROKER_INTERNAL_PORT = 9092;
+/** `timeout_ms` of the produce sent from inside the isolated broker's container, ms. */
+const INSIDE_PROBE_TIMEOUT_MS = 4_000;
+/** Its call deadline, ms. */
+const INSIDE_PROBE_DEADLINE_MS = 8_000;
+/** What `docker exec` and node's start-up may add to it, ms. */
+const INSIDE_PROBE_START_MS = 20_000;
 /** Pause between probes that found no connection to the broker, ms. */
 const PROBE_RETRY_MS = 100;
 /** Log lines per broker and controller printed when a case fails. */
@@ -460,6 +470,7 @@ describe("replication on the compose cluster: docker kill, pause, network discon
     const reconnect = () =>
       docker("network", "connect", ...aliases.flatMap((a) => ["--alias", a]), network, container);
     const probeValues = ["zombie-netcut-0", "zombie-netcut-1"];
+    const insideValues = ["isolated-0", "isolated-1", "isolated-2", "isolated-3"];
     let probeMayBeInLog = false;
     const started = Date.now();
     await whileFaulted(
@@ -467,6 +478,9 @@ describe("replication on the compose cluster: docker kill, pause, network discon
       () => reconnect().then(() => undefined),
       async () => {
         await docker("network", "disconnect", network, container);
+        // A client on the zombie's side of the cut (inside its container): while it still
+        // leads, and again once another broker was elected, acks=all cannot be satisfied.
+        const stillLeading = probeInside(container, topic, partition, insideValues.slice(0, 2));
         const elected = await waitElected(
           topic,
           victim,
@@ -474,6 +488,18 @@ describe("replication on the compose cluster: docker kill, pause, network discon
           `leaders, broker-${victim} cut off`,
         );
         t.diagnostic(`cut broker-${victim} off: new leaders after ${Date.now() - started} ms`);
+        const deposed = probeInside(container, topic, partition, insideValues.slice(2));
+        for (const [when, inside] of [
+          ["just cut off", await stillLeading],
+          ["after the election", await deposed],
+        ] as const) {
+          t.diagnostic(`the isolated leader, ${when}, answered a client beside it: ${inside}`);
+          assert.notEqual(
+            inside,
+            ErrorCode[ErrorCode.NONE],
+            `the isolated broker-${victim} acknowledged an acks=all produce ${when}`,
+          );
+        }
         await producer.waitForMoreAcks(
           ACKS_DURING,
           SETTLE_MS,
@@ -496,6 +522,8 @@ describe("replication on the compose cluster: docker kill, pause, network discon
       },
     );
     const logs = await finish(t, topic, producer);
+    for (const v of insideValues)
+      assert.ok(!logs.get(partition)!.has(v), `the isolated leader's ${v} is not in the log`);
     if (probeMayBeInLog) return;
     for (const v of probeValues)
       assert.ok(!logs.get(partition)!.has(v), `the zombie's unacknowledged ${v} is not in the log`);
@@ -519,6 +547,52 @@ describe("replication on the compose cluster: docker kill, pause, network discon
     }
   });
 });
+
+/**
+ * The acks=all produce a client inside the broker's own container sends to it (loopback, the
+ * INTERNAL listener), with the image's compiled client code: run as `node -e` by `docker exec`.
+ * Prints the partition's error code name, or CALL_FAILED and why.
+ */
+const INSIDE_PROBE_SCRIPT = `
+import { createClient, unary } from "${IMAGE_SERVICES_DIR}/shared/grpc/client.js";
+import { brokerService } from "${IMAGE_SERVICES_DIR}/shared/grpc/proto.js";
+import { fromProtoErrorCode } from "${IMAGE_SERVICES_DIR}/shared/grpc/errors.js";
+import { ErrorCode } from "${IMAGE_SERVICES_DIR}/shared/errors.js";
+import { buildBatch } from "${IMAGE_SERVICES_DIR}/shared/record-batch/builder.js";
+const [topic, partition, values, timeoutMs, deadlineMs] = JSON.parse(process.argv[1]);
+const client = createClient(brokerService.Client, "127.0.0.1:${BROKER_INTERNAL_PORT}");
+const records = buildBatch(values.map((v) => ({ key: null, value: Buffer.from(v) })));
+try {
+  const res = await unary(client, "Produce",
+    { partitions: [{ topic, partition, records }], acks: 3, timeoutMs }, { deadlineMs });
+  console.log(ErrorCode[fromProtoErrorCode(res.partitions[0].errorCode)]);
+} catch (err) {
+  console.log("CALL_FAILED " + err.message);
+}
+client.close();
+`;
+
+/** Runs {@link INSIDE_PROBE_SCRIPT} in `container`; resolves to what it printed. */
+async function probeInside(
+  container: string,
+  topic: string,
+  partition: number,
+  values: readonly string[],
+): Promise<string> {
+  const args = JSON.stringify([
+    topic,
+    partition,
+    values,
+    INSIDE_PROBE_TIMEOUT_MS,
+    INSIDE_PROBE_DEADLINE_MS,
+  ]);
+  const out = await run(
+    "docker",
+    ["exec", container, "node", "--input-type=module", "-e", INSIDE_PROBE_SCRIPT, args],
+    { timeoutMs: INSIDE_PROBE_DEADLINE_MS + INSIDE_PROBE_START_MS },
+  );
+  return out.stdout.trim();
+}
 
 /** The brokers' and controllers' last log lines (more than ComposeProject prints for all). */
 async function printBrokerLogs(project: ComposeProject): Promise<void> {
