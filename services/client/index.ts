@@ -93,6 +93,7 @@ export {
   BATCH_SIZE_BYTES_DEFAULT,
   BUFFER_MEMORY_BYTES_DEFAULT,
   type Delivery,
+  type DeliveryCallback,
   LINGER_MS_DEFAULT,
   MAX_BLOCK_MS_DEFAULT,
 } from "./record-accumulator.js";

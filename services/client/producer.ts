@@ -21,7 +21,12 @@ import { Cluster, type ClusterOptions } from "./metadata.js";
 import { Partitioner } from "../shared/partitioner.js";
 import { ProduceJob, type RecordOutcome } from "./produce-job.js";
 import { unary } from "../shared/grpc/client.js";
-import { type AccumulatorOptions, type Delivery, RecordAccumulator } from "./record-accumulator.js";
+import {
+  type AccumulatorOptions,
+  type Delivery,
+  type DeliveryCallback,
+  RecordAccumulator,
+} from "./record-accumulator.js";
 import { MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT, Sender } from "./sender.js";
 import { PRODUCE_DEADLINE_MARGIN_MS } from "./produce-job.js";
 import type { ProducerRecord, RecordMetadata } from "./records.js";
@@ -179,10 +184,12 @@ export class Producer {
   /**
    * Buffers one record for a batched send (after linger.ms, or once batch.size is reached).
    * Resolves once the record is buffered (waiting while buffer.memory is full); its `delivered`
-   * promise then resolves with where it was written.
+   * promise then resolves with where it was written. `callback` (Kafka's `send(record,
+   * callback)`) hears the same outcome without a promise per record: the cheaper way for a
+   * producer that tracks every record (see docs/performance.md).
    */
-  add(topic: string, record: ProducerRecord): Promise<Delivery> {
-    return this.accumulator.add(topic, record);
+  add(topic: string, record: ProducerRecord, callback?: DeliveryCallback): Promise<Delivery> {
+    return this.accumulator.add(topic, record, callback);
   }
 
   /** Sends every buffered record now and waits for them; throws the first delivery error since the last flush. */

@@ -51,6 +51,13 @@ export interface Delivery {
   readonly delivered: Promise<RecordMetadata>;
 }
 
+/**
+ * Called once with a record's outcome (Kafka's `Callback`): `error` null and where it was
+ * written, or the error. It runs in the producer's own completion path: keep it short; what it
+ * throws is reported as a process warning and otherwise ignored.
+ */
+export type DeliveryCallback = (error: SamsaError | null, metadata: RecordMetadata | null) => void;
+
 /** What the accumulator needs to know about topics (the producer's metadata). */
 export interface TopicPartitions {
   /** The topic's partition count when its metadata is at hand, else undefined. */
@@ -86,6 +93,10 @@ export class ProducerBatch {
   private pending: BatchOutcome | undefined;
   /** The records' promises made before the outcome. */
   private asked: Promise<RecordMetadata>[] | undefined;
+  /** Callbacks of records added with one: record index, timestamp, function (parallel arrays). */
+  private callbackIndex: number[] | undefined;
+  private callbackTimestamp: number[] | undefined;
+  private callbacks: DeliveryCallback[] | undefined;
 
   constructor(
     readonly topic: string,
@@ -135,10 +146,36 @@ export class ProducerBatch {
     return this.pending.promise;
   }
 
+  /** Calls `callback` with the outcome of the record at `index` (added with `timestamp`). */
+  onDelivery(index: number, timestamp: number, callback: DeliveryCallback): void {
+    if (this.callbacks === undefined) {
+      this.callbackIndex = [];
+      this.callbackTimestamp = [];
+      this.callbacks = [];
+    }
+    this.callbackIndex!.push(index);
+    this.callbackTimestamp!.push(timestamp);
+    this.callbacks.push(callback);
+  }
+
   /** Settles every record: written from `baseOffset` (-1: acks=0), or failed with the error. */
   settle(outcome: number | SamsaError): void {
     assert(this.outcome === undefined, "a batch settles once");
     this.outcome = outcome;
+    const callbacks = this.callbacks;
+    if (callbacks !== undefined) {
+      const indices = this.callbackIndex!;
+      const timestamps = this.callbackTimestamp!;
+      this.callbacks = this.callbackIndex = this.callbackTimestamp = undefined;
+      for (let i = 0; i < callbacks.length; i++) {
+        try {
+          if (outcome instanceof SamsaError) callbacks[i]!(outcome, null);
+          else callbacks[i]!(null, this.metadata(outcome, indices[i]!, timestamps[i]!));
+        } catch (err) {
+          process.emitWarning(`a producer delivery callback threw: ${String(err)}`);
+        }
+      }
+    }
     const pending = this.pending;
     if (pending === undefined) return;
     if (outcome instanceof SamsaError) {
@@ -243,7 +280,7 @@ export class RecordAccumulator {
   }
 
   /** Buffers `record` for `topic`; see {@link Delivery}. */
-  add(topic: string, record: ProducerRecord): Promise<Delivery> {
+  add(topic: string, record: ProducerRecord, callback?: DeliveryCallback): Promise<Delivery> {
     if (this.closed) {
       return Promise.reject(new SamsaError(ErrorCode.INVALID_REQUEST, "the producer is closed"));
     }
@@ -281,14 +318,23 @@ export class RecordAccumulator {
     if (this.pending.length === 0) {
       const count = this.metadata.partitionCount(topic);
       if (count !== undefined) {
-        const delivery = this.tryAppend(topic, count, explicit, key, value, headers, timestamp);
+        const delivery = this.tryAppend(
+          topic,
+          count,
+          explicit,
+          key,
+          value,
+          headers,
+          timestamp,
+          callback,
+        );
         if (delivery !== undefined)
           return delivery instanceof SamsaError
             ? Promise.reject(delivery)
             : Promise.resolve(delivery);
       }
     }
-    return this.addLater(topic, explicit, key, value, headers, timestamp);
+    return this.addLater(topic, explicit, key, value, headers, timestamp, callback);
   }
 
   /** The slow way in: behind every other waiting `add`, after metadata and buffer room. */
@@ -299,6 +345,7 @@ export class RecordAccumulator {
     value: RecordBytes,
     headers: AppendHeader[] | undefined,
     timestamp: number,
+    callback: DeliveryCallback | undefined,
   ): Promise<Delivery> {
     const startedMs = Date.now();
     return new Promise<Delivery>((resolve, reject) => {
@@ -321,7 +368,16 @@ export class RecordAccumulator {
             );
             return;
           }
-          const d = this.tryAppend(topic, count, explicit, key, value, headers, timestamp);
+          const d = this.tryAppend(
+            topic,
+            count,
+            explicit,
+            key,
+            value,
+            headers,
+            timestamp,
+            callback,
+          );
           if (d !== undefined) finish(d);
           // Otherwise it waits for room: release() runs it again.
         },
@@ -360,6 +416,7 @@ export class RecordAccumulator {
     value: RecordBytes,
     headers: AppendHeader[] | undefined,
     timestamp: number,
+    callback?: DeliveryCallback,
   ): Delivery | SamsaError | undefined {
     const t = this.topicState(topic);
     let partition = explicit;
@@ -385,6 +442,7 @@ export class RecordAccumulator {
     if (open !== undefined && !open.sealed) {
       const index = open.recordCount;
       if (open.builder.tryAppend(key, value, headers, timestamp)) {
+        if (callback !== undefined) open.onDelivery(index, timestamp, callback);
         if (open.builder.sizeBytes >= this.batchSizeBytes) this.seal(t, open);
         return new RecordDelivery(open, index, timestamp);
       }
@@ -402,6 +460,7 @@ export class RecordAccumulator {
     const batch = new ProducerBatch(topic, partition, capacity, now);
     const appended = batch.builder.tryAppend(key, value, headers, timestamp);
     assert(appended, "the first record fits its batch");
+    if (callback !== undefined) batch.onDelivery(0, timestamp, callback);
     q.batches.push(batch);
     this.nonEmpty.add(q);
     if (batch.builder.sizeBytes >= this.batchSizeBytes) this.seal(t, batch);

@@ -441,6 +441,21 @@ describe("producer batching: outcomes", () => {
     }
   });
 
+  it("a delivery callback hears each record's outcome once, without a promise", async () => {
+    const { calls, make } = fakeCluster({ partitions: 2, auto: false });
+    const acc = make({ lingerMs: LINGER_NEVER_MS });
+    const heard: string[] = [];
+    const cb = (i: number) => (err: SamsaError | null, m: { offset: number } | null) =>
+      heard.push(err === null ? `${i}@${m!.offset}` : `${i}:${ErrorCode[err.code]}`);
+    for (let i = 0; i < 3; i++) await acc.add("t", rec(i, { partition: 0 }), cb(i));
+    await acc.add("t", rec(3, { partition: 1 }), cb(3));
+    const flushed = acc.flush();
+    await waitFor(() => calls.length === 1, { message: "the call" });
+    calls[0]!.finish({ 1: { code: ErrorCode.CORRUPT_MESSAGE } });
+    await assert.rejects(flushed);
+    assert.deepEqual(heard, ["0@0", "1@1", "2@2", "3:CORRUPT_MESSAGE"]);
+  });
+
   it("close() sends what is buffered, then refuses new records", async () => {
     const { calls, make } = fakeCluster();
     const acc = make({ lingerMs: LINGER_NEVER_MS });
