@@ -352,6 +352,14 @@ describe("partition reassignment (RF 2, min ISR 2, 3 brokers)", { timeout: 300_0
         ),
         list.stdout,
       );
+      const described = await samsa(cluster, ["topics", "describe", "--topic", topic]);
+      assert.equal(described.code, 0, described.stderr);
+      assert.ok(
+        described.stdout.includes(
+          `Adding Replicas: ${added}\tRemoving Replicas: ${info.replicas[1]}`,
+        ),
+        described.stdout,
+      );
       await waitFor(async () => (await reassigningGauge(cluster)) === 1, {
         timeoutMs: SETTLE_MS,
         message: "samsa_controller_reassigning_partitions 1",

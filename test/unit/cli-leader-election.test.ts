@@ -28,7 +28,8 @@ function fakeContext(admin: Partial<AdminApi>) {
     stderr: { write: (s: string) => err.push(s) },
     env: {},
     signal: new AbortController().signal,
-    createAdmin: () => ({ close: () => {}, ...admin }) as AdminApi,
+    createAdmin: () =>
+      ({ close: () => {}, listPartitionReassignments: async () => [], ...admin }) as AdminApi,
   };
   return { ctx, out: () => out.join(""), err: () => err.join("") };
 }

@@ -12,6 +12,7 @@ import type {
   ReassignmentResult,
 } from "../../services/client/admin-client.js";
 import type { AdminApi, CliContext } from "../../services/cli/commands/context.js";
+import { formatTopicDescription } from "../../services/cli/commands/output.js";
 import { runCli } from "../../services/cli/commands/program.js";
 import {
   formatOngoing,
@@ -382,6 +383,21 @@ describe("samsa reassign-partitions with a fake admin", () => {
     assert.match(
       f.out(),
       /Error reassigning partition\(s\):\nt-1: INVALID_REPLICA_ASSIGNMENT: broker 9 is not registered/,
+    );
+  });
+
+  test("topics describe shows Adding Replicas and Removing Replicas while one runs", async () => {
+    const [t] = await describeTopics();
+    const ongoing = [
+      { topic: "t", partition: 0, replicas: [1, 2], addingReplicas: [2], removingReplicas: [] },
+    ];
+    assert.equal(
+      formatTopicDescription(t!, () => true, ongoing),
+      "\tTopic: t\tPartition: 0\tLeader: 1\tReplicas: 1,2\tIsr: 1,2\tAdding Replicas: 2\tRemoving Replicas: \n",
+    );
+    assert.doesNotMatch(
+      formatTopicDescription(t!, () => true),
+      /Adding/,
     );
   });
 

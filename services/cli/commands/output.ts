@@ -8,6 +8,7 @@ import type {
   ClusterDescription,
   ElectionResult,
   ElectionType,
+  OngoingReassignment,
   PartitionMetadata,
   TopicDescription,
 } from "../../client/index.js";
@@ -51,12 +52,14 @@ export function isUnavailable(p: PartitionMetadata): boolean {
 /**
  * kafka-topics' `--describe` layout: one summary line per topic, then one tab-indented line per
  * partition with Topic, Partition, Leader (`none` without one), Replicas and Isr (and Offline
- * when some replicas are offline). With `only` (kafka-topics' `--under-replicated-partitions`
- * and `--unavailable-partitions`), just the partitions it accepts, without the summary line.
+ * when some replicas are offline, and Adding Replicas and Removing Replicas while a reassignment
+ * in `reassignments` runs). With `only` (kafka-topics' `--under-replicated-partitions` and
+ * `--unavailable-partitions`), just the partitions it accepts, without the summary line.
  */
 export function formatTopicDescription(
   t: TopicDescription,
   only?: (p: PartitionMetadata) => boolean,
+  reassignments: readonly OngoingReassignment[] = [],
 ): string {
   const configs = Object.entries(t.configs)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
@@ -84,6 +87,11 @@ export function formatTopicDescription(
       `Isr: ${ids(p.isr)}`,
     ];
     if (p.offlineReplicas.length > 0) fields.push(`Offline: ${ids(p.offlineReplicas)}`);
+    const r = reassignments.find((x) => x.topic === t.name && x.partition === p.partition);
+    if (r !== undefined) {
+      fields.push(`Adding Replicas: ${ids(r.addingReplicas)}`);
+      fields.push(`Removing Replicas: ${ids(r.removingReplicas)}`);
+    }
     lines.push(FIELD_SEPARATOR + fields.join(FIELD_SEPARATOR));
   }
   return lines.map((l) => `${l}\n`).join("");

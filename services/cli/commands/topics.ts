@@ -107,10 +107,16 @@ export function addTopicsCommand(program: Command, ctx: CliContext): void {
       const opts = cmd.optsWithGlobals<DescribeOptions & GlobalOptions>();
       const names = opts.topic === undefined ? [] : [opts.topic];
       const only = describeFilter(opts);
-      const described = await withAdmin(ctx, opts, (admin) => admin.describeTopics(names));
+      // Like kafka-topics, the reassignments in progress too (their adding and removing replicas).
+      const [described, ongoing] = await withAdmin(
+        ctx,
+        opts,
+        async (admin) =>
+          [await admin.describeTopics(names), await admin.listPartitionReassignments()] as const,
+      );
       let firstError: SamsaError | undefined;
       for (const t of described) {
-        if (t.error === null) ctx.stdout.write(formatTopicDescription(t, only));
+        if (t.error === null) ctx.stdout.write(formatTopicDescription(t, only, ongoing));
         else firstError ??= t.error;
       }
       if (firstError !== undefined) throw firstError;
