@@ -1,6 +1,6 @@
 /**
  * Partition reassignment (AlterPartitionReassignments / ListPartitionReassignments, KIP-455) on
- * a real local cluster: etcd, 2 controllers and 3 brokers as processes, a topic with
+ * a real local cluster: etcd, 2 controllers, 3 brokers and a gateway as processes, a topic with
  * replication factor 2 and min.insync.replicas 2, the oracle's acks=all senders running
  * throughout.
  *
@@ -8,13 +8,15 @@
  *    is in the ISR, the leadership moved to a target replica (epoch bumped), the dropped broker
  *    deleted its log directory, and every acknowledged record is read back (the oracle).
  * 2. The active controller is SIGKILLed while the new replica cannot catch up (it is paused with
- *    SIGSTOP, so the reassignment is visibly in progress with its adding and removing replicas);
- *    once it runs again the standby, now active, completes the reassignment from etcd.
+ *    SIGSTOP, so the reassignment is visibly in progress with its adding and removing replicas,
+ *    also through the gateway); once it runs again the standby, now active, completes the
+ *    reassignment from etcd.
  * 3. Bad input: an unknown broker and a duplicate replica are INVALID_REPLICA_ASSIGNMENT, an
  *    unknown partition or topic UNKNOWN_TOPIC_OR_PARTITION, a cancel without a reassignment
  *    NO_REASSIGNMENT_IN_PROGRESS, a partition named twice INVALID_REQUEST (also through the CLI).
- * 4. `samsa reassign-partitions` --execute, --list, --cancel and --verify: the cancel restores
- *    the original replicas.
+ * 4. `samsa reassign-partitions` --execute, --list, --cancel and --verify (and `topics describe`
+ *    and `samsa_controller_reassigning_partitions` while one runs): the cancel restores the
+ *    original replicas.
  */
 import assert from "node:assert/strict";
 import { access, readFile } from "node:fs/promises";
@@ -163,7 +165,12 @@ describe("partition reassignment (RF 2, min ISR 2, 3 brokers)", { timeout: 300_0
   let admin: AdminClient;
 
   before(async () => {
-    cluster = await startTestCluster({ controllers: 2, brokers: 3, brokerArgs: BROKER_ARGS });
+    cluster = await startTestCluster({
+      controllers: 2,
+      brokers: 3,
+      gateways: 1,
+      brokerArgs: BROKER_ARGS,
+    });
     admin = new AdminClient({ controllers: cluster.controllers });
   });
   after(async () => {
@@ -232,6 +239,13 @@ describe("partition reassignment (RF 2, min ISR 2, 3 brokers)", { timeout: 300_0
       assert.deepEqual(ongoing.replicas, [kept, added, removed]);
       assert.deepEqual(ongoing.addingReplicas, [added]);
       assert.deepEqual(ongoing.removingReplicas, [removed]);
+      const viaGateway = new AdminClient({ controllers: cluster.gateways });
+      try {
+        const listed = await viaGateway.listPartitionReassignments([{ topic, partition: 0 }]);
+        assert.deepEqual(listed, [ongoing], "the gateway passes the call to the controller");
+      } finally {
+        viaGateway.close();
+      }
 
       const active = await cluster.activeController();
       await active.handle.kill("SIGKILL");
