@@ -47,8 +47,11 @@ import {
 const BROKERS = [1, 2, 3];
 const REPLICAS = 2;
 const MIN_ISR = 2;
-/** Broker lease TTL, ms. */
-const SESSION_MS = 2_000;
+/**
+ * Broker lease TTL, ms: long enough that a new replica paused just before a reassignment names
+ * it is still registered when the controller validates the request, on a busy machine too.
+ */
+const SESSION_MS = 10_000;
 /** How long a reassignment, an election or an ISR change may take, ms. */
 const SETTLE_MS = 45_000;
 /** Acknowledged records to wait for before and after a reassignment. */
