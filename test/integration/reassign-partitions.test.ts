@@ -14,7 +14,8 @@
  * 3. Bad input: an unknown broker and a duplicate replica are INVALID_REPLICA_ASSIGNMENT, an
  *    unknown partition or topic UNKNOWN_TOPIC_OR_PARTITION, a cancel without a reassignment
  *    NO_REASSIGNMENT_IN_PROGRESS, a partition named twice INVALID_REQUEST (also through the CLI).
- * 4. `samsa reassign-partitions` --execute, --list, --cancel and --verify (and `topics describe`
+ * 4. A new target replaces a reassignment in progress (the same target again changes nothing).
+ * 5. `samsa reassign-partitions` --execute, --list, --cancel and --verify (and `topics describe`
  *    and `samsa_controller_reassigning_partitions` while one runs): the cancel restores the
  *    original replicas.
  */
@@ -327,6 +328,39 @@ describe("partition reassignment (RF 2, min ISR 2, 3 brokers)", { timeout: 300_0
     assert.match(cli.stdout, /Error reassigning partition\(s\):\n.*-0: INVALID_REPLICA_ASSIGNMENT/);
     const after = await partitionInfos(cluster, clients, topic);
     assert.deepEqual(after?.get(0)?.replicas, info.replicas, "nothing changed");
+  });
+
+  test("a new target replaces the reassignment in progress", async () => {
+    const { topic, info } = await newTopic(cluster, clients, "reassign-replace");
+    const [first, second] = info.replicas as [number, number];
+    const added = BROKERS.find((b) => !info.replicas.includes(b))!;
+    const newReplica = cluster.broker(added);
+    await newReplica.pause();
+    try {
+      const [r] = await admin.alterPartitionReassignments([
+        { topic, partition: 0, replicas: [first, added] },
+      ]);
+      assert.equal(r?.error, null, String(r?.error));
+      const [again] = await admin.alterPartitionReassignments([
+        { topic, partition: 0, replicas: [first, added] },
+      ]);
+      assert.equal(again?.error, null, "the same plan again is accepted");
+      const [ongoing] = await admin.listPartitionReassignments([{ topic, partition: 0 }]);
+      assert.deepEqual(ongoing?.addingReplicas, [added]);
+      // The original brokers in the other order: the reassignment is replaced, nothing to copy.
+      const [replaced] = await admin.alterPartitionReassignments([
+        { topic, partition: 0, replicas: [second, first] },
+      ]);
+      assert.equal(replaced?.error, null, String(replaced?.error));
+      await waitForReplicas(cluster, clients, topic, [second, first], "the replacing target");
+      assert.deepEqual(await admin.listPartitionReassignments([{ topic, partition: 0 }]), []);
+    } finally {
+      await newReplica.resume();
+    }
+    await waitFor(async () => !(await exists(partitionDir(cluster, added, topic))), {
+      timeoutMs: SETTLE_MS,
+      message: `broker ${added} holds no copy of the partition`,
+    });
   });
 
   test("samsa reassign-partitions: --execute, --list, --cancel restores the replicas, --verify", async () => {
