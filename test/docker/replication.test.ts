@@ -11,13 +11,19 @@
  *    unpaused, answers the acks=all produce sent to it while it was frozen with no success (it
  *    is fenced), and rejoins the ISR as a follower; the probe's records are not in the log;
  * 3. `docker network disconnect` of a leader from the compose network, then `connect` (with its
- *    DNS aliases back): the same, the probe sent right after the reconnect.
+ *    DNS aliases back): the same, with the probes sent by clients inside its own container
+ *    (`docker exec`, loopback, the one side of the cut that still reaches it), connected
+ *    beforehand: at once after the cut, after the election, and the moment the cut heals. None
+ *    is acknowledged, and their records are not in the log. (The host reaches a reconnected
+ *    container's published port again only seconds later, too late for a zombie.)
  *
  * After each fault the oracle reads every partition with two independent readers (the leader's
- * own listener, the gateway's Fetch). A fault is healed in `finally`, so a failed case leaves no
- * frozen or detached container to the next; the containers' logs are printed when a case fails.
+ * own listener, the gateway's Fetch); a last case reads every case's topic again. A case that
+ * fails heals its fault first (start, unpause, reconnect), so it leaves no dead, frozen or
+ * detached container to the next; the brokers' and controllers' logs are printed then.
  */
 import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
 import { after, before, describe, type TestContext, test } from "node:test";
 import { ErrorCode } from "../../services/shared/errors.js";
 import { Clients, createTopics, uniqueTopic } from "../integration/cluster-helpers.js";
@@ -97,8 +103,10 @@ const BROKER_INTERNAL_PORT = 9092;
 const INSIDE_PROBE_TIMEOUT_MS = 4_000;
 /** Its call deadline, ms. */
 const INSIDE_PROBE_DEADLINE_MS = 8_000;
-/** What `docker exec` and node's start-up may add to it, ms. */
-const INSIDE_PROBE_START_MS = 20_000;
+/** How long `docker exec` and node's start-up may take until the probe is connected, ms. */
+const INSIDE_PROBE_START_MS = 30_000;
+/** Longest life of an inside probe's process (armed, then fired), ms. */
+const INSIDE_PROBE_BOUND_MS = 3 * 60_000;
 /** Pause between probes that found no connection to the broker, ms. */
 const PROBE_RETRY_MS = 100;
 /** Log lines per broker and controller printed when a case fails. */
@@ -288,10 +296,14 @@ describe("replication on the compose cluster: docker kill, pause, network discon
     partition: number,
     values: readonly string[],
   ): Promise<ProbeResult> => {
-    const own = new Clients();
-    try {
-      const outcome = await waitFor(
-        async () => {
+    let attempts = 0;
+    const outcome = await waitFor(
+      async () => {
+        attempts++;
+        // A new channel each time: a channel that failed to connect backs off before it
+        // tries again (up to seconds), which would delay the probe past the zombie's return.
+        const own = new Clients();
+        try {
           const o = await produceOnce(
             own,
             ENDPOINTS.brokerAddress(broker),
@@ -300,25 +312,21 @@ describe("replication on the compose cluster: docker kill, pause, network discon
             values,
             PROBE_DEADLINE_MS,
           );
-          if (o.answered || o.error.code !== ErrorCode.LEADER_NOT_AVAILABLE) return o;
-          return undefined;
-        },
-        {
-          timeoutMs: PROBE_DEADLINE_MS,
-          intervalMs: PROBE_RETRY_MS,
-          message: `broker-${broker} answers`,
-        },
-      );
-      if (!outcome.answered)
-        return {
-          code: ErrorCode[outcome.error.code],
-          message: outcome.error.message,
-          answered: false,
-        };
-      return { code: ErrorCode[outcome.code], message: outcome.message, answered: true };
-    } finally {
-      own.close();
-    }
+          return o.answered || o.error.code !== ErrorCode.LEADER_NOT_AVAILABLE ? o : undefined;
+        } finally {
+          own.close();
+        }
+      },
+      {
+        timeoutMs: PROBE_DEADLINE_MS,
+        intervalMs: PROBE_RETRY_MS,
+        message: `broker-${broker} answers`,
+      },
+    );
+    const answered = outcome.answered;
+    const code = ErrorCode[answered ? outcome.code : outcome.error.code];
+    const message = answered ? outcome.message : outcome.error.message;
+    return { code, message: `${message} (${attempts} attempt(s))`, answered };
   };
 
   /**
@@ -469,64 +477,83 @@ describe("replication on the compose cluster: docker kill, pause, network discon
     assert.ok(aliases.includes(`broker-${victim}`), `alias broker-${victim}: ${aliases}`);
     const reconnect = () =>
       docker("network", "connect", ...aliases.flatMap((a) => ["--alias", a]), network, container);
-    const probeValues = ["zombie-netcut-0", "zombie-netcut-1"];
-    const insideValues = ["isolated-0", "isolated-1", "isolated-2", "isolated-3"];
-    let probeMayBeInLog = false;
-    const started = Date.now();
-    await whileFaulted(
-      producer,
-      () => reconnect().then(() => undefined),
-      async () => {
-        await docker("network", "disconnect", network, container);
-        // A client on the zombie's side of the cut (inside its container): while it still
-        // leads, and again once another broker was elected, acks=all cannot be satisfied.
-        const stillLeading = probeInside(container, topic, partition, insideValues.slice(0, 2));
-        const elected = await waitElected(
-          topic,
-          victim,
-          infos,
-          `leaders, broker-${victim} cut off`,
-        );
-        t.diagnostic(`cut broker-${victim} off: new leaders after ${Date.now() - started} ms`);
-        const deposed = probeInside(container, topic, partition, insideValues.slice(2));
-        for (const [when, inside] of [
-          ["just cut off", await stillLeading],
-          ["after the election", await deposed],
-        ] as const) {
-          t.diagnostic(`the isolated leader, ${when}, answered a client beside it: ${inside}`);
-          assert.notEqual(
-            inside,
-            ErrorCode[ErrorCode.NONE],
-            `the isolated broker-${victim} acknowledged an acks=all produce ${when}`,
+    const insideValuesOf = (i: number) => [`isolated-${i}-0`, `isolated-${i}-1`];
+    const insideValues = [0, 1, 2].flatMap(insideValuesOf);
+    const armed: InsideProbe[] = [];
+    let insideMayBeInLog = false;
+    let started = Date.now();
+    try {
+      await whileFaulted(
+        producer,
+        () => reconnect().then(() => undefined),
+        async () => {
+          // Clients on the zombie's side of the cut (inside its container), connected beforehand:
+          // one sends at once, while it still leads, one after the election, one the moment the
+          // cut heals, before it can have heard from etcd. None may be acknowledged.
+          armed.push(
+            ...(await Promise.all(
+              [0, 1, 2].map((i) => InsideProbe.arm(container, topic, partition, insideValuesOf(i))),
+            )),
           );
-        }
-        await producer.waitForMoreAcks(
-          ACKS_DURING,
-          SETTLE_MS,
-          `acks=all on the new leaders, broker-${victim} cut off`,
-          ledBy(infos, victim),
-        );
-        await reconnect();
-        // At once: the reconnected zombie may not know yet that it was deposed.
-        const result = await probe(victim, topic, partition, probeValues);
-        t.diagnostic(`the zombie answered the probe: ${result.code} ${result.message}`);
-        probeMayBeInLog = await assertNotAcknowledgedByZombie(
-          result,
-          topic,
-          partition,
-          victim,
-          elected,
-        );
-        await waitRejoined(topic, victim, elected, `broker-${victim} back in every ISR`);
-        t.diagnostic(`broker-${victim} in every ISR after ${Date.now() - started} ms`);
-      },
-    );
+          const [justCut, afterElection, atReconnect] = armed;
+          started = Date.now();
+          await docker("network", "disconnect", network, container);
+          const stillLeading = justCut!.fire();
+          const elected = await waitElected(
+            topic,
+            victim,
+            infos,
+            `leaders, broker-${victim} cut off`,
+          );
+          t.diagnostic(`cut broker-${victim} off: new leaders after ${Date.now() - started} ms`);
+          const deposed = afterElection!.fire();
+          const answers: Array<readonly [string, string]> = [
+            ["just cut off", await stillLeading],
+            ["after the election", await deposed],
+          ];
+          for (const [when, inside] of answers) {
+            t.diagnostic(`the isolated leader, ${when}, answered a client beside it: ${inside}`);
+            assert.notEqual(
+              inside.split(" ")[0],
+              ErrorCode[ErrorCode.NONE],
+              `the isolated broker-${victim} acknowledged an acks=all produce ${when}`,
+            );
+          }
+          await producer.waitForMoreAcks(
+            ACKS_DURING,
+            SETTLE_MS,
+            `acks=all on the new leaders, broker-${victim} cut off`,
+            ledBy(infos, victim),
+          );
+          await reconnect();
+          const reconnectedAt = Date.now();
+          const healed = await atReconnect!.fire();
+          t.diagnostic(
+            `the zombie answered a client beside it ${Date.now() - reconnectedAt} ms after the ` +
+              `reconnect: ${healed}`,
+          );
+          const zombieAnswer: ProbeResult = {
+            code: healed.split(" ")[0]!,
+            message: healed,
+            answered: !healed.startsWith("CALL_FAILED") && !healed.startsWith("NO_ANSWER"),
+          };
+          insideMayBeInLog = await assertNotAcknowledgedByZombie(
+            zombieAnswer,
+            topic,
+            partition,
+            victim,
+            elected,
+          );
+          await waitRejoined(topic, victim, elected, `broker-${victim} back in every ISR`);
+          t.diagnostic(`broker-${victim} in every ISR after ${Date.now() - started} ms`);
+        },
+      );
+    } finally {
+      for (const p of armed) p.kill();
+    }
     const logs = await finish(t, topic, producer);
-    for (const v of insideValues)
+    for (const v of insideMayBeInLog ? insideValues.slice(0, 4) : insideValues)
       assert.ok(!logs.get(partition)!.has(v), `the isolated leader's ${v} is not in the log`);
-    if (probeMayBeInLog) return;
-    for (const v of probeValues)
-      assert.ok(!logs.get(partition)!.has(v), `the zombie's unacknowledged ${v} is not in the log`);
   });
 
   faultCase("after every fault: every case's acknowledged records are still there", async () => {
@@ -548,12 +575,18 @@ describe("replication on the compose cluster: docker kill, pause, network discon
   });
 });
 
+/** What the inside probe prints once its connection is up and it waits for the go line. */
+const INSIDE_PROBE_READY = "READY";
+
 /**
- * The acks=all produce a client inside the broker's own container sends to it (loopback, the
- * INTERNAL listener), with the image's compiled client code: run as `node -e` by `docker exec`.
- * Prints the partition's error code name, or CALL_FAILED and why.
+ * A client inside a broker's own container (loopback, the INTERNAL listener), with the image's
+ * compiled client code, run as `node -e` by `docker exec -i`: it connects (a Metadata call, whose
+ * failure it ignores), prints {@link INSIDE_PROBE_READY}, and on the first line of its standard
+ * input sends one acks=all produce and prints the partition's error code name and message (or
+ * CALL_FAILED and why).
  */
 const INSIDE_PROBE_SCRIPT = `
+import { createInterface } from "node:readline";
 import { createClient, unary } from "${IMAGE_SERVICES_DIR}/shared/grpc/client.js";
 import { brokerService } from "${IMAGE_SERVICES_DIR}/shared/grpc/proto.js";
 import { fromProtoErrorCode } from "${IMAGE_SERVICES_DIR}/shared/grpc/errors.js";
@@ -562,36 +595,86 @@ import { buildBatch } from "${IMAGE_SERVICES_DIR}/shared/record-batch/builder.js
 const [topic, partition, values, timeoutMs, deadlineMs] = JSON.parse(process.argv[1]);
 const client = createClient(brokerService.Client, "127.0.0.1:${BROKER_INTERNAL_PORT}");
 const records = buildBatch(values.map((v) => ({ key: null, value: Buffer.from(v) })));
+await unary(client, "Metadata", { topics: [topic] }, { deadlineMs }).catch(() => undefined);
+console.log("${INSIDE_PROBE_READY}");
+for await (const _ of createInterface({ input: process.stdin })) break;
 try {
   const res = await unary(client, "Produce",
     { partitions: [{ topic, partition, records }], acks: 3, timeoutMs }, { deadlineMs });
-  console.log(ErrorCode[fromProtoErrorCode(res.partitions[0].errorCode)]);
+  const r = res.partitions[0];
+  console.log(ErrorCode[fromProtoErrorCode(r.errorCode)] + " " + r.errorMessage);
 } catch (err) {
   console.log("CALL_FAILED " + err.message);
 }
 client.close();
 `;
 
-/** Runs {@link INSIDE_PROBE_SCRIPT} in `container`; resolves to what it printed. */
-async function probeInside(
-  container: string,
-  topic: string,
-  partition: number,
-  values: readonly string[],
-): Promise<string> {
-  const args = JSON.stringify([
-    topic,
-    partition,
-    values,
-    INSIDE_PROBE_TIMEOUT_MS,
-    INSIDE_PROBE_DEADLINE_MS,
-  ]);
-  const out = await run(
-    "docker",
-    ["exec", container, "node", "--input-type=module", "-e", INSIDE_PROBE_SCRIPT, args],
-    { timeoutMs: INSIDE_PROBE_DEADLINE_MS + INSIDE_PROBE_START_MS },
-  );
-  return out.stdout.trim();
+/**
+ * {@link INSIDE_PROBE_SCRIPT} in a container, armed: {@link InsideProbe.arm} resolves once it is
+ * connected, {@link InsideProbe.fire} sends the produce (within milliseconds, node being up
+ * already) and resolves to what it printed. The process is killed past its time bound.
+ */
+class InsideProbe {
+  private readonly child: ChildProcess;
+  private stdout = "";
+  private readonly exited: Promise<void>;
+
+  private constructor(container: string, args: string) {
+    this.child = spawn(
+      "docker",
+      ["exec", "-i", container, "node", "--input-type=module", "-e", INSIDE_PROBE_SCRIPT, args],
+      { stdio: ["pipe", "pipe", "pipe"] },
+    );
+    this.child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+      this.stdout += d;
+    });
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), INSIDE_PROBE_BOUND_MS);
+    this.exited = new Promise((resolve) => {
+      this.child.on("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.child.on("error", () => resolve());
+    });
+  }
+
+  /** Starts the probe in `container` and waits until it is connected. */
+  static async arm(
+    container: string,
+    topic: string,
+    partition: number,
+    values: readonly string[],
+  ): Promise<InsideProbe> {
+    const args = [topic, partition, values, INSIDE_PROBE_TIMEOUT_MS, INSIDE_PROBE_DEADLINE_MS];
+    const probe = new InsideProbe(container, JSON.stringify(args));
+    let exited = false;
+    void probe.exited.then(() => {
+      exited = true;
+    });
+    await waitFor(() => probe.lines().includes(INSIDE_PROBE_READY) || exited, {
+      timeoutMs: INSIDE_PROBE_START_MS,
+      intervalMs: PROBE_RETRY_MS,
+      message: `the probe in ${container} connected`,
+    });
+    assert.ok(!exited, `the probe in ${container} exited before it was ready: ${probe.stdout}`);
+    return probe;
+  }
+
+  /** Sends the produce; resolves to the probe's answer. */
+  async fire(): Promise<string> {
+    this.child.stdin?.end("go\n");
+    await this.exited;
+    return this.lines().find((l) => l !== INSIDE_PROBE_READY) ?? `NO_ANSWER ${this.stdout}`;
+  }
+
+  /** Ends the probe's process if it still runs. */
+  kill(): void {
+    if (this.child.exitCode === null) this.child.kill("SIGKILL");
+  }
+
+  private lines(): string[] {
+    return this.stdout.split("\n").map((l) => l.trim());
+  }
 }
 
 /** The brokers' and controllers' last log lines (more than ComposeProject prints for all). */
