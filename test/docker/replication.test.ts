@@ -286,9 +286,9 @@ describe("replication on the compose cluster: docker kill, pause, network discon
   };
 
   /**
-   * Sends one acks=all batch of `values` to `broker` (a fresh connection), for a partition it
-   * no longer leads, until the broker itself answers (a call that found no connection, e.g.
-   * just after a reconnect, never reached it and is sent again); resolves to that answer.
+   * Sends one acks=all batch of `values` from the host to `broker` (a fresh connection), for a
+   * partition it no longer leads, until the broker itself answers (a call that found no
+   * connection never reached it and is sent again); resolves to that answer.
    */
   const probe = async (
     broker: number,
