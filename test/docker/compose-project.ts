@@ -6,6 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { waitFor } from "../support/wait-for.js";
 
@@ -37,6 +39,11 @@ export const COMMAND_TIMEOUT_MS = 60_000;
 export const HEALTHY_TIMEOUT_MS = 3 * 60_000;
 /** Longest output of a failing command kept in its error, characters. */
 const OUTPUT_KEPT_CHARS = 4000;
+/**
+ * The environment variable naming a directory where {@link ComposeProject.down} saves every
+ * service's whole log first (`SAMSA_DOCKER_LOGS_DIR=/tmp/logs npm run test:docker`).
+ */
+export const LOGS_DIR_ENV = "SAMSA_DOCKER_LOGS_DIR";
 /** Log lines per service printed when a test file did not complete. */
 const LOG_TAIL_LINES = 40;
 /** Most characters of those logs printed. */
@@ -165,7 +172,27 @@ export class ComposeProject {
         }\n`,
       );
     }
+    await this.saveLogs();
     await this.compose(["down", "-v", "--remove-orphans"], DOWN_TIMEOUT_MS);
+  }
+
+  /**
+   * With {@link LOGS_DIR_ENV} set, writes every service's whole log to
+   * `<dir>/<project>/<service>.log` (to read after a run, passed or not); else does nothing.
+   */
+  private async saveLogs(): Promise<void> {
+    const root = process.env[LOGS_DIR_ENV];
+    if (!root) return;
+    const dir = join(root, this.name);
+    await mkdir(dir, { recursive: true });
+    for (const service of COMPOSE_SERVICES) {
+      const logs = await this.compose(["logs", "--no-color", service]).catch((e: Error) => e);
+      await writeFile(
+        join(dir, `${service}.log`),
+        logs instanceof Error ? logs.message : logs.stdout,
+      );
+    }
+    process.stderr.write(`${this.name}: service logs saved in ${dir}\n`);
   }
 
   /** Runs a compose command of this project. */
