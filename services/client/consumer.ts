@@ -4,7 +4,10 @@
  * offset, an offset, or a time. It long-polls each partition leader with Fetch (one call per
  * leader in flight; a leader's answer is yielded as soon as it arrives), skips records below the
  * position (a batch may start before it), and follows leader changes: NOT_LEADER, fenced
- * epochs, unknown partitions and unreachable brokers refresh the metadata, back off and retry.
+ * epochs, unknown partitions and unreachable brokers refresh the metadata, back off and retry;
+ * the metadata refreshes in the background, so partitions that have a leader keep being read while
+ * another is offline or its leader hangs (a Fetch answer late past its wait refreshes the metadata,
+ * and a call to a broker that no longer leads is cancelled and sent to the new leader).
  * Iteration ends when the signal aborts or the caller stops; a non-retriable error is thrown.
  */
 import { assert, ErrorCode, SamsaError } from "../shared/errors.js";
@@ -14,12 +17,7 @@ import { unary } from "../shared/grpc/client.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
 import { iterateBatches, lastOffsetOf } from "../shared/record-batch/index.js";
 import { listOffsets, type OffsetSpec } from "./list-offsets.js";
-import {
-  Cluster,
-  type ClusterOptions,
-  needsMetadataRefresh,
-  type TopicMetadata,
-} from "./metadata.js";
+import { Cluster, type ClusterOptions, needsMetadataRefresh } from "./metadata.js";
 import { asSamsaError } from "./produce-job.js";
 import type { ConsumerRecord } from "./records.js";
 import {
@@ -38,6 +36,13 @@ import {
 export const FETCH_MAX_WAIT_MS_DEFAULT = 500;
 /** Bytes a Fetch waits for (Kafka's `fetch.min.bytes`). */
 export const FETCH_MIN_BYTES_DEFAULT = 1;
+/** Longest the fetch loop sleeps when it has nothing to wait for (no leader known yet), ms. */
+export const FETCH_IDLE_WAIT_MS = 100;
+/**
+ * How long past its wait (`maxWaitMs`) a Fetch answer may be before the consumer suspects the
+ * leader is hung and refreshes the metadata (a new leader then gets the partitions at once), ms.
+ */
+export const FETCH_LATE_MARGIN_MS = 1_000;
 /** Fetch's replica id for consumers. */
 const CONSUMER_REPLICA_ID = -1;
 
@@ -92,11 +97,27 @@ interface FetchOutcome {
   error?: SamsaError;
 }
 
+/** A Fetch in flight to one leader. */
+interface InFlight {
+  readonly promise: Promise<FetchOutcome>;
+  readonly states: PartitionState[];
+  /** Cancels the call (its partitions moved to another leader). */
+  readonly cancel: AbortController;
+  /** Set when cancelled because the partitions moved: they are fetched again at once. */
+  moved: boolean;
+  /** When the answer is late (the long poll's wait plus {@link FETCH_LATE_MARGIN_MS}), ms. */
+  readonly lateAtMs: number;
+  /** The lateness was noticed (the metadata refreshed once for it). */
+  late: boolean;
+}
+
 /** Reads records of topics straight from partition leaders. */
 export class Consumer {
   private readonly cluster: Cluster;
   private readonly ownsCluster: boolean;
   private readonly requestTimeoutMs: number;
+  /** A metadata refresh under way (shared by every consume of this consumer). */
+  private refreshing: Promise<void> | undefined;
 
   constructor(options: ConsumerOptions) {
     assert(
@@ -131,7 +152,7 @@ export class Consumer {
     options.signal?.addEventListener("abort", onAbort, { once: true });
     if (options.signal?.aborted) stop.abort();
     const signal = stop.signal;
-    const inflight = new Map<string, Promise<FetchOutcome>>();
+    const inflight = new Map<string, InFlight>();
     try {
       let states: PartitionState[];
       try {
@@ -141,21 +162,35 @@ export class Consumer {
         throw err;
       }
       while (!signal.aborted) {
-        await this.issueFetches(topic, states, inflight, options, signal);
-        if (inflight.size === 0) {
-          const next = Math.min(...states.map((s) => s.retryAtMs));
-          await sleep(Math.max(1, next - Date.now()), signal);
-          continue;
+        this.issueFetches(topic, states, inflight, options, signal);
+        // Woken by a leader's answer, the end of a metadata refresh, or the next retry time.
+        const waits: Promise<FetchOutcome | undefined>[] = [...inflight.values()].map(
+          (f) => f.promise,
+        );
+        if (this.refreshing !== undefined) waits.push(this.refreshing.then(() => undefined));
+        const next = Math.min(
+          ...states.filter((s) => !s.busy).map((s) => s.retryAtMs),
+          ...[...inflight.values()].filter((f) => !f.late).map((f) => f.lateAtMs),
+        );
+        const pause = new AbortController();
+        if (Number.isFinite(next) || waits.length === 0) {
+          const ms = Number.isFinite(next) ? Math.max(1, next - Date.now()) : FETCH_IDLE_WAIT_MS;
+          waits.push(sleep(ms, AbortSignal.any([signal, pause.signal])).then(() => undefined));
         }
-        const outcome = await Promise.race(inflight.values());
+        const outcome = await Promise.race(waits);
+        pause.abort();
+        if (outcome === undefined) continue;
+        const done = inflight.get(outcome.address);
         inflight.delete(outcome.address);
         for (const s of outcome.states) s.busy = false;
         if (signal.aborted) break;
+        if (done?.moved) continue; // cancelled on purpose: fetched again from the new leader
         yield* this.handle(topic, outcome, options, signal);
       }
     } finally {
       options.signal?.removeEventListener("abort", onAbort);
       stop.abort(); // cancels the fetches still in flight
+      for (const f of inflight.values()) f.cancel.abort();
     }
   }
 
@@ -236,25 +271,44 @@ export class Consumer {
     }));
   }
 
-  /** Starts one Fetch per leader that has idle partitions and none in flight. */
-  private async issueFetches(
+  /**
+   * Starts one Fetch per leader that has idle partitions and none in flight, by the cached
+   * metadata: a refresh it needs runs in the background (the partitions that have a leader keep
+   * being read meanwhile, whatever broker is slow to answer it). A Fetch in flight to a broker
+   * that no longer leads one of its partitions is cancelled, so that partition is read from its
+   * new leader now rather than when the old one's call times out (a hung broker).
+   */
+  private issueFetches(
     topic: string,
     states: PartitionState[],
-    inflight: Map<string, Promise<FetchOutcome>>,
+    inflight: Map<string, InFlight>,
     options: ConsumeOptions,
     signal: AbortSignal,
-  ): Promise<void> {
+  ): void {
     const now = Date.now();
+    for (const f of inflight.values()) {
+      // A leader that does not answer its long poll in time may be hung: has the partition moved?
+      if (!f.late && now >= f.lateAtMs) {
+        f.late = true;
+        this.cluster.invalidate(topic);
+      }
+    }
+    if (this.cluster.needsRefresh(topic)) this.refreshInBackground(topic, signal);
+    const metadata = this.cluster.cached(topic);
+    if (metadata === undefined) return;
+    for (const [address, f] of inflight) {
+      if (f.moved) continue;
+      const moved = f.states.some((s) => {
+        const leader = this.cluster.leaderOf(metadata, s.partition);
+        return !(leader instanceof SamsaError) && leader.address !== address;
+      });
+      if (moved) {
+        f.moved = true;
+        f.cancel.abort();
+      }
+    }
     const idle = states.filter((s) => !s.busy && s.retryAtMs <= now);
     if (idle.length === 0) return;
-    let metadata: TopicMetadata;
-    try {
-      metadata = await this.cluster.topic(topic, { timeoutMs: this.requestTimeoutMs, signal });
-    } catch (err) {
-      if (!(err instanceof SamsaError) || !err.retriable) throw err;
-      for (const s of idle) this.failed(topic, s, err);
-      return;
-    }
     const byLeader = new Map<string, { s: PartitionState; epoch: number }[]>();
     for (const s of idle) {
       const leader = this.cluster.leaderOf(metadata, s.partition);
@@ -283,19 +337,38 @@ export class Consumer {
         isolationLevel: IsolationLevel.ISOLATION_LEVEL_READ_COMMITTED,
         replicaId: CONSUMER_REPLICA_ID,
       };
-      const states = parts.map((p) => p.s);
+      const partStates = parts.map((p) => p.s);
+      const cancel = new AbortController();
       const call = unary(this.cluster.client(address), "Fetch", request, {
         deadlineMs: maxWaitMs + this.requestTimeoutMs,
-        signal,
+        signal: AbortSignal.any([signal, cancel.signal]),
       });
-      inflight.set(
-        address,
-        call.then(
-          (response) => ({ address, states, response }),
-          (err: unknown) => ({ address, states, error: asSamsaError(err) }),
+      inflight.set(address, {
+        states: partStates,
+        cancel,
+        moved: false,
+        lateAtMs: now + maxWaitMs + FETCH_LATE_MARGIN_MS,
+        late: false,
+        promise: call.then(
+          (response) => ({ address, states: partStates, response }),
+          (err: unknown) => ({ address, states: partStates, error: asSamsaError(err) }),
         ),
-      );
+      });
     }
+  }
+
+  /** Refreshes the topic's metadata unless a refresh is under way; never throws. */
+  private refreshInBackground(topic: string, signal: AbortSignal): void {
+    if (this.refreshing !== undefined) return;
+    this.refreshing = this.cluster
+      .topic(topic, { timeoutMs: this.requestTimeoutMs, signal })
+      .then(
+        () => undefined,
+        () => undefined, // retried at the next pass; partitions without a leader back off
+      )
+      .finally(() => {
+        this.refreshing = undefined;
+      });
   }
 
   /**

@@ -27,6 +27,12 @@ import {
 
 /** Longest a topic's metadata is used before it is fetched again, ms (Kafka's `metadata.max.age.ms`). */
 export const METADATA_MAX_AGE_MS_DEFAULT = 300_000;
+/**
+ * Longest one Metadata call to one broker may take before the next broker is asked, ms. The
+ * answer comes from the broker's memory: a broker that takes longer is hung (e.g. SIGSTOPped) or
+ * cut off, and a client must not wait its whole request timeout on it.
+ */
+export const METADATA_ATTEMPT_TIMEOUT_MS = 3_000;
 /** Most topics whose metadata is cached; the least recently fetched is dropped past it. */
 export const METADATA_TOPICS_CACHED_MAX = 10_000;
 /** The leader id of a partition without a leader. */
@@ -199,6 +205,12 @@ export class Cluster {
     return t !== undefined && t.error === ErrorCode.NONE ? t : undefined;
   }
 
+  /** Whether `topic`'s metadata is missing, marked stale or older than the age limit. */
+  needsRefresh(topic: string): boolean {
+    const t = this.topics.get(topic);
+    return t === undefined || t.error !== ErrorCode.NONE || this.isStale(t);
+  }
+
   /**
    * The leader of `partition` in `metadata`, or a retriable SamsaError (LEADER_NOT_AVAILABLE)
    * when it has none or the leader is not among the live brokers; INVALID_REQUEST when the
@@ -262,7 +274,8 @@ export class Cluster {
   private async fetchMetadata(topics: string[], deadline?: Deadline): Promise<void> {
     let last: unknown;
     for (const address of this.candidates()) {
-      const deadlineMs = deadline?.requestMs(this.requestTimeoutMs) ?? this.requestTimeoutMs;
+      const attemptMs = Math.min(this.requestTimeoutMs, METADATA_ATTEMPT_TIMEOUT_MS);
+      const deadlineMs = deadline?.requestMs(attemptMs) ?? attemptMs;
       try {
         const response = await unary(
           this.pool.get(address),
