@@ -274,7 +274,7 @@ describe("cluster: bad input", { timeout: 60_000 }, () => {
     );
   });
 
-  test("bytes that are not a protobuf message: INTERNAL or INVALID_ARGUMENT from grpc-js", async () => {
+  test("bytes that are not a protobuf message: INVALID_ARGUMENT with INVALID_REQUEST, never INTERNAL", async () => {
     const address = cluster.broker(1).address;
     const raw = new grpc.Client(address, grpc.credentials.createInsecure());
     const identity = (b: Buffer) => b;
@@ -305,10 +305,13 @@ describe("cluster: bad input", { timeout: 60_000 }, () => {
       });
     const expectRefused = (err: grpc.ServiceError | undefined, what: string) => {
       assert.ok(err, `${what} fails`);
-      assert.ok(
-        err.code === grpc.status.INTERNAL || err.code === grpc.status.INVALID_ARGUMENT,
+      assert.equal(
+        err.code,
+        grpc.status.INVALID_ARGUMENT,
         `${what}: status ${grpc.status[err.code]} (${err.details})`,
       );
+      assert.deepEqual(err.metadata.get("samsa-error-code"), ["INVALID_REQUEST"], what);
+      assert.match(err.details, /is not a valid message/, what);
     };
     // Wire type 7 does not exist (protobufjs reads a truncated *string* leniently, so every
     // method gets these two, and the truncated nested message below only where field 1 is one).

@@ -318,7 +318,7 @@ describe("gateway: bad input", { timeout: 60_000 }, () => {
     assert.equal(await wireCode(publish), "INVALID_REQUEST", "publish without records");
   });
 
-  test("bytes that are not a protobuf message: INTERNAL or INVALID_ARGUMENT from grpc-js", async () => {
+  test("bytes that are not a protobuf message: INVALID_ARGUMENT with INVALID_REQUEST, never INTERNAL", async () => {
     const raw = new grpc.Client(cluster.gateways[0]!, grpc.credentials.createInsecure());
     const identity = (b: Buffer) => b;
     const deadline = () => Date.now() + CALL_DEADLINE_MS;
@@ -348,10 +348,13 @@ describe("gateway: bad input", { timeout: 60_000 }, () => {
       });
     const expectRefused = (err: grpc.ServiceError | undefined, what: string) => {
       assert.ok(err, `${what} fails`);
-      assert.ok(
-        err.code === grpc.status.INTERNAL || err.code === grpc.status.INVALID_ARGUMENT,
+      assert.equal(
+        err.code,
+        grpc.status.INVALID_ARGUMENT,
         `${what}: status ${grpc.status[err.code]} (${err.details})`,
       );
+      assert.deepEqual(err.metadata.get("samsa-error-code"), ["INVALID_REQUEST"], what);
+      assert.match(err.details, /is not a valid message/, what);
     };
     const bodies = {
       "bad wire type": Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]),

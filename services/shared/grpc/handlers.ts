@@ -154,6 +154,19 @@ function openScope(env: WrapEnv, service: string, method: string, call: CallLike
   return { ctx: { service, method, signal: controller.signal }, finish, fail };
 }
 
+/** A request whose bytes are not a valid message (see the server's guarded deserializers). */
+export class MalformedRequest {
+  constructor(readonly reason: string) {}
+
+  /** The caller's error: INVALID_REQUEST, with what the decoder said. */
+  error(method: string): SamsaError {
+    return new SamsaError(
+      ErrorCode.INVALID_REQUEST,
+      `the ${method} request is not a valid message: ${this.reason}`,
+    );
+  }
+}
+
 /** The parts of a grpc-js server call the scope listens to. */
 type CallLike = Pick<grpc.ServerUnaryCall<unknown, unknown>, "cancelled" | "once" | "off">;
 
@@ -168,7 +181,10 @@ export function wrapUnary<Req, Res>(
     const scope = openScope(env, service, method, call);
     // Promise.resolve().then() also catches a handler that throws synchronously.
     Promise.resolve()
-      .then(() => handler(call.request, call, scope.ctx))
+      .then(() => {
+        if (call.request instanceof MalformedRequest) throw call.request.error(method);
+        return handler(call.request, call, scope.ctx);
+      })
       .then(
         (response) => {
           scope.finish(call.cancelled ? RPC_CODE_CANCELLED : ErrorCode[ErrorCode.NONE]);
@@ -195,6 +211,7 @@ export function wrapServerStream<Req, Res>(
     const send = (message: Res): Promise<void> => sendWithBackpressure(call, signal, message);
     void (async () => {
       try {
+        if (call.request instanceof MalformedRequest) throw call.request.error(method);
         const result = handler(call.request, call, send, scope.ctx);
         if (isAsyncIterable(result)) {
           for await (const message of result) await send(message);

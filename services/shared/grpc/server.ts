@@ -13,6 +13,7 @@ import { SOCKET_REQUEST_MAX_BYTES_DEFAULT } from "../config/schema.js";
 import { assert, ErrorCode, SamsaError } from "../errors.js";
 import { type Logger, silentLogger } from "../logger.js";
 import {
+  MalformedRequest,
   rpcMetrics,
   type ServerStreamHandler,
   type ServiceHandlers,
@@ -131,7 +132,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     addService(spec, handlers) {
       assert(port === undefined && stopping === undefined, "addService before listen");
       assert(!serviceNames.includes(spec.name), `service ${spec.name} added twice`);
-      server.addService(spec.definition, wrapService(env, spec, handlers));
+      server.addService(guardDeserializers(spec.definition), wrapService(env, spec, handlers));
       serviceNames.push(spec.name);
       health.setStatus(spec.name, "SERVING");
     },
@@ -160,6 +161,31 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
 }
 
 /** Wraps every handler of a service by the method's kind (from the definition). */
+/**
+ * The service definition with every request deserializer made total: bytes that are not a valid
+ * message become a {@link MalformedRequest} instead of a throw. grpc-js answers a throwing
+ * deserializer with INTERNAL ("Error deserializing request"), which would make a client's bad
+ * bytes look like a server bug; the handler wrappers answer a MalformedRequest with
+ * INVALID_REQUEST (gRPC INVALID_ARGUMENT) instead, counted and logged like any other.
+ */
+function guardDeserializers(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const guarded: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [method, d] of Object.entries(definition)) {
+    const deserialize = d.requestDeserialize;
+    guarded[method] = {
+      ...d,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return deserialize(bytes);
+        } catch (err) {
+          return new MalformedRequest(err instanceof Error ? err.message : String(err));
+        }
+      },
+    };
+  }
+  return guarded as grpc.ServiceDefinition;
+}
+
 function wrapService<H extends grpc.UntypedServiceImplementation, C extends grpc.Client>(
   env: WrapEnv,
   spec: ServiceSpec<H, C>,
