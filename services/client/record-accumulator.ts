@@ -13,6 +13,7 @@
  * made only when it is asked for, so a producer that only flushes pays nothing per record for it.
  */
 import { assert, ErrorCode, SamsaError } from "../shared/errors.js";
+import { asSamsaError } from "./produce-job.js";
 import { partitionForKey } from "../shared/partitioner.js";
 import {
   type AppendHeader,
@@ -600,12 +601,4 @@ function toHeaders(headers: ProducerRecord["headers"]): AppendHeader[] | undefin
       );
   if (list.length === 0) return undefined;
   return list.map((h) => ({ key: h.key, value: toRecordBytes(h.value) }));
-}
-
-/** Any error as a SamsaError (a non-Samsa one is a bug somewhere: UNKNOWN). */
-function asSamsaError(err: unknown): SamsaError {
-  if (err instanceof SamsaError) return err;
-  return new SamsaError(ErrorCode.UNKNOWN, err instanceof Error ? err.message : String(err), {
-    cause: err,
-  });
 }

@@ -11,6 +11,7 @@
  * about. Batches are closed (header, CRC, compression) once, so a retry sends the same bytes.
  */
 import { ErrorCode, SamsaError } from "../shared/errors.js";
+import { asSamsaError } from "./produce-job.js";
 import type { Acks__Output as ProtoAcks } from "../shared/generated/samsa/v1/Acks.js";
 import type { ProducePartitionResult__Output } from "../shared/generated/samsa/v1/ProducePartitionResult.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
@@ -278,12 +279,4 @@ export class Sender {
     }
     this.expire(q, now);
   }
-}
-
-/** Any error as a SamsaError (a non-Samsa one is a bug somewhere: UNKNOWN). */
-function asSamsaError(err: unknown): SamsaError {
-  if (err instanceof SamsaError) return err;
-  return new SamsaError(ErrorCode.UNKNOWN, err instanceof Error ? err.message : String(err), {
-    cause: err,
-  });
 }
