@@ -7,34 +7,14 @@
  * Keys, values and header values may be Buffers or strings; strings are written as UTF-8 straight
  * into the batch (no intermediate Buffer).
  */
-import { crc32c } from "@node-rs/crc32";
-import { assert, ErrorCode, SamsaError } from "../errors.js";
-import { compressRecords, isCompressionSupported } from "./compression.js";
+import { assert } from "../errors.js";
+import { type BuildBatchOptions, resolveOptions, writeHeader } from "./builder.js";
+import { compressRecords } from "./compression.js";
 import {
-  ATTRIBUTES_OFFSET,
-  BASE_OFFSET_OFFSET,
-  BASE_SEQUENCE_OFFSET,
-  BASE_TIMESTAMP_OFFSET,
   BATCH_BYTES_MAX,
   BATCH_HEADER_BYTES,
-  BATCH_LENGTH_OFFSET,
   BATCH_RECORDS_MAX,
   CompressionType,
-  CRC_OFFSET,
-  CURRENT_MAGIC,
-  LAST_OFFSET_DELTA_OFFSET,
-  LOG_OVERHEAD_BYTES,
-  MAGIC_OFFSET,
-  MAX_TIMESTAMP_OFFSET,
-  NO_PARTITION_LEADER_EPOCH,
-  NO_PRODUCER_EPOCH,
-  NO_PRODUCER_ID,
-  NO_SEQUENCE,
-  PARTITION_LEADER_EPOCH_OFFSET,
-  PRODUCER_EPOCH_OFFSET,
-  PRODUCER_ID_OFFSET,
-  RECORD_COUNT_OFFSET,
-  TimestampType,
 } from "./layout.js";
 import { RECORD_OVERHEAD_BYTES_MAX } from "./records.js";
 import { varintSize, varlongSize, writeVarint, writeVarlong } from "./varint.js";
@@ -48,17 +28,11 @@ export interface AppendHeader {
   readonly value: RecordBytes;
 }
 
-/** Options of {@link BatchBuilder.close}. */
-export interface CloseOptions {
-  /** Default NONE. */
-  compression?: CompressionType;
-  /** Default -1n (no idempotent producer). */
-  producerId?: bigint;
-  /** Default -1. */
-  producerEpoch?: number;
-  /** Default -1. */
-  baseSequence?: number;
-}
+/** Options of {@link BatchBuilder.close}: the codec and the producer fields of the header. */
+export type CloseOptions = Pick<
+  BuildBatchOptions,
+  "compression" | "producerId" | "producerEpoch" | "baseSequence"
+>;
 
 function bytesLength(b: RecordBytes): number {
   if (b === null) return -1;
@@ -201,16 +175,11 @@ export class BatchBuilder {
   close(options: CloseOptions = {}): Buffer {
     if (this.closedBytes !== undefined) return this.closedBytes;
     assert(this.count > 0, "a batch holds at least one record");
-    const compression = options.compression ?? CompressionType.NONE;
+    const o = resolveOptions(options);
+    const compression = o.compression;
     let batch: Buffer;
     if (compression === CompressionType.NONE) batch = this.buf.subarray(0, this.pos);
     else {
-      if (!isCompressionSupported(compression)) {
-        throw new SamsaError(
-          ErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
-          `compression type ${CompressionType[compression] ?? compression} is not supported`,
-        );
-      }
       const compressed = compressRecords(
         compression,
         this.buf.subarray(BATCH_HEADER_BYTES, this.pos),
@@ -223,19 +192,7 @@ export class BatchBuilder {
         compressed.copy(batch, BATCH_HEADER_BYTES);
       }
     }
-    batch.writeBigInt64BE(0n, BASE_OFFSET_OFFSET);
-    batch.writeInt32BE(batch.length - LOG_OVERHEAD_BYTES, BATCH_LENGTH_OFFSET);
-    batch.writeInt32BE(NO_PARTITION_LEADER_EPOCH, PARTITION_LEADER_EPOCH_OFFSET);
-    batch.writeInt8(CURRENT_MAGIC, MAGIC_OFFSET);
-    batch.writeInt16BE(compression | (TimestampType.CREATE_TIME << 3), ATTRIBUTES_OFFSET);
-    batch.writeInt32BE(this.count - 1, LAST_OFFSET_DELTA_OFFSET);
-    batch.writeBigInt64BE(BigInt(this.baseTimestamp), BASE_TIMESTAMP_OFFSET);
-    batch.writeBigInt64BE(BigInt(this.maxTimestamp), MAX_TIMESTAMP_OFFSET);
-    batch.writeBigInt64BE(options.producerId ?? NO_PRODUCER_ID, PRODUCER_ID_OFFSET);
-    batch.writeInt16BE(options.producerEpoch ?? NO_PRODUCER_EPOCH, PRODUCER_EPOCH_OFFSET);
-    batch.writeInt32BE(options.baseSequence ?? NO_SEQUENCE, BASE_SEQUENCE_OFFSET);
-    batch.writeInt32BE(this.count, RECORD_COUNT_OFFSET);
-    batch.writeUInt32BE(crc32c(batch.subarray(ATTRIBUTES_OFFSET)) >>> 0, CRC_OFFSET);
+    writeHeader(batch, o, this.count, this.baseTimestamp, this.maxTimestamp);
     this.closedBytes = batch;
     return batch;
   }

@@ -108,7 +108,8 @@ function checkTimestamp(ts: number): void {
   }
 }
 
-interface ResolvedOptions {
+/** Every header field of a batch being built, defaults applied and checked. */
+export interface ResolvedOptions {
   compression: CompressionType;
   baseOffset: number;
   partitionLeaderEpoch: number;
@@ -118,7 +119,11 @@ interface ResolvedOptions {
   baseSequence: number;
 }
 
-function resolveOptions(options: BuildBatchOptions): ResolvedOptions {
+/**
+ * The options with their defaults, checked.
+ * @throws SamsaError UNSUPPORTED_COMPRESSION_TYPE or INVALID_REQUEST (see {@link buildBatch}).
+ */
+export function resolveOptions(options: BuildBatchOptions): ResolvedOptions {
   const o: ResolvedOptions = {
     compression: options.compression ?? CompressionType.NONE,
     baseOffset: options.baseOffset ?? 0,
@@ -223,7 +228,11 @@ function writeRecords(
   assert(pos === buf.length, `records written (${pos}) must fill the buffer (${buf.length})`);
 }
 
-function writeHeader(
+/**
+ * Writes the header of `batch` (its whole length, magic, attributes, deltas, timestamps,
+ * producer fields, count) and then the CRC over attributes to the end.
+ */
+export function writeHeader(
   batch: Buffer,
   o: ResolvedOptions,
   count: number,
