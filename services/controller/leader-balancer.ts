@@ -19,6 +19,7 @@ import { casPartitionState, readPartitionState } from "../shared/etcd/cas.js";
 import type { ControllerLeadership } from "../shared/etcd/election.js";
 import type { EtcdKeys, PartitionState } from "../shared/etcd/keys.js";
 import { ErrorCode } from "../shared/errors.js";
+import { CoalescingRunner } from "../shared/coalescing-runner.js";
 import type { Logger } from "../shared/logger.js";
 import type { ClusterMetadata, MetadataChange } from "../shared/metadata/cluster-metadata.js";
 import {
@@ -78,9 +79,8 @@ export class LeaderBalancer {
   private readonly logger: Logger;
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
   private stopped = false;
+  private readonly runner: CoalescingRunner;
   /** Brokers whose registration went away (seen by this controller): a new one is a return. */
   private readonly departed = new Set<number>();
   /** Brokers that registered again and do not lead all they prefer yet: id → since, ms. */
@@ -88,6 +88,12 @@ export class LeaderBalancer {
 
   constructor(private readonly options: LeaderBalancerOptions) {
     this.logger = options.logger.child({ component: "leader-balancer" });
+    this.runner = new CoalescingRunner(
+      async () => {
+        await this.check();
+      },
+      (err) => this.logger.warn("leader balance check failed", { error: (err as Error).message }),
+    );
   }
 
   /** Starts the automatic check (when enabled). */
@@ -102,28 +108,12 @@ export class LeaderBalancer {
     this.stopped = true;
     clearTimeout(this.timer);
     this.unsubscribe?.();
-    await this.running;
+    await this.runner.stop();
   }
 
   /** Runs a check now, or once more after the one in progress. */
   trigger(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.check();
-        } while (this.again && !this.stopped);
-      } catch (err) {
-        this.logger.warn("leader balance check failed", { error: (err as Error).message });
-      } finally {
-        this.running = undefined;
-      }
-    })();
+    this.runner.trigger();
   }
 
   /**

@@ -19,6 +19,7 @@ import { casPartitionState, readPartitionState } from "../shared/etcd/cas.js";
 import type { ControllerLeadership } from "../shared/etcd/election.js";
 import { type EtcdKeys, isReassigning, type PartitionState } from "../shared/etcd/keys.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
+import { CoalescingRunner } from "../shared/coalescing-runner.js";
 import type { Logger } from "../shared/logger.js";
 import type { ClusterMetadata, MetadataChange } from "../shared/metadata/cluster-metadata.js";
 import {
@@ -81,12 +82,15 @@ export class PartitionReassigner {
   private readonly logger: Logger;
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
   private stopped = false;
+  private readonly runner: CoalescingRunner;
 
   constructor(private readonly options: PartitionReassignerOptions) {
     this.logger = options.logger.child({ component: "partition-reassigner" });
+    this.runner = new CoalescingRunner(
+      () => this.advanceAll(),
+      (err) => this.logger.warn("reassignment pass failed", { error: (err as Error).message }),
+    );
   }
 
   /** Starts following the metadata and the periodic check. */
@@ -105,28 +109,12 @@ export class PartitionReassigner {
     this.stopped = true;
     clearInterval(this.timer);
     this.unsubscribe?.();
-    await this.running;
+    await this.runner.stop();
   }
 
   /** Runs a pass now, or once more after the one in progress. */
   trigger(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.advanceAll();
-        } while (this.again && !this.stopped);
-      } catch (err) {
-        this.logger.warn("reassignment pass failed", { error: (err as Error).message });
-      } finally {
-        this.running = undefined;
-      }
-    })();
+    this.runner.trigger();
   }
 
   /** The reassignments in progress (of `partitions`, or all), by this controller's mirror. */
