@@ -113,10 +113,6 @@ export class ProducerBatch {
     return this.builder.recordCount;
   }
 
-  get settled(): boolean {
-    return this.outcome !== undefined;
-  }
-
   /** The outcome of the record at `index` (added with `timestamp`). */
   outcomeOf(index: number, timestamp: number): Promise<RecordMetadata> {
     const o = this.outcome;
