@@ -61,6 +61,9 @@ export enum ErrorCode {
   ELIGIBLE_LEADERS_NOT_AVAILABLE = 30,
   NO_REASSIGNMENT_IN_PROGRESS = 31,
   INVALID_REPLICA_ASSIGNMENT = 32,
+  OUT_OF_ORDER_SEQUENCE_NUMBER = 33,
+  INVALID_PRODUCER_EPOCH = 34,
+  UNKNOWN_PRODUCER_ID = 35,
 }
 
 /** One row of the error table. */
@@ -241,6 +244,22 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorSpec>> = Object.freeze
     retriable: false,
     grpcStatus: S.INVALID_ARGUMENT,
     message: "the replica assignment is invalid",
+  },
+  [ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER]: {
+    // Not retriable as is: the producer resets the partition's sequence (docs/idempotence.md).
+    retriable: false,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "the batch's sequence number is not the next one the partition expects",
+  },
+  [ErrorCode.INVALID_PRODUCER_EPOCH]: {
+    retriable: false,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "the producer epoch is older than the partition's for this producer id",
+  },
+  [ErrorCode.UNKNOWN_PRODUCER_ID]: {
+    retriable: false,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "the partition has no state for this producer id (new, expired or deleted)",
   },
 });
 
