@@ -64,6 +64,18 @@ export enum ErrorCode {
   OUT_OF_ORDER_SEQUENCE_NUMBER = 33,
   INVALID_PRODUCER_EPOCH = 34,
   UNKNOWN_PRODUCER_ID = 35,
+  NOT_COORDINATOR = 36,
+  COORDINATOR_NOT_AVAILABLE = 37,
+  FENCED_MEMBER_EPOCH = 38,
+  STALE_MEMBER_EPOCH = 39,
+  GROUP_ID_NOT_FOUND = 40,
+  NON_EMPTY_GROUP = 41,
+  UNRELEASED_INSTANCE_ID = 42,
+  INVALID_SESSION_TIMEOUT = 43,
+  INVALID_GROUP_ID = 44,
+  UNSUPPORTED_ASSIGNOR = 45,
+  NO_OFFSET_FOR_PARTITION = 46,
+  THROTTLING_QUOTA_EXCEEDED = 47,
 }
 
 /** One row of the error table. */
@@ -260,6 +272,69 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorSpec>> = Object.freeze
     retriable: false,
     grpcStatus: S.FAILED_PRECONDITION,
     message: "the partition has no state for this producer id (new, expired or deleted)",
+  },
+  [ErrorCode.NOT_COORDINATOR]: {
+    // The client goes to the gateway named in `samsa-coordinator`, or asks any gateway again.
+    retriable: true,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "this gateway is not the coordinator of the group",
+  },
+  [ErrorCode.COORDINATOR_NOT_AVAILABLE]: {
+    retriable: true,
+    grpcStatus: S.UNAVAILABLE,
+    message: "the group coordinator is not available",
+  },
+  [ErrorCode.FENCED_MEMBER_EPOCH]: {
+    // Not retriable as is: the member rejoins with epoch 0 after dropping its partitions.
+    retriable: false,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "the member epoch is fenced: rejoin the group",
+  },
+  [ErrorCode.STALE_MEMBER_EPOCH]: {
+    retriable: false,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "the member epoch is stale, or the member does not own the partition",
+  },
+  [ErrorCode.GROUP_ID_NOT_FOUND]: {
+    retriable: false,
+    grpcStatus: S.NOT_FOUND,
+    message: "the group does not exist",
+  },
+  [ErrorCode.NON_EMPTY_GROUP]: {
+    retriable: false,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "the group has active members",
+  },
+  [ErrorCode.UNRELEASED_INSTANCE_ID]: {
+    // The previous holder of the instance id leaves or its session expires.
+    retriable: true,
+    grpcStatus: S.ABORTED,
+    message: "the static member's instance id is still held by another member",
+  },
+  [ErrorCode.INVALID_SESSION_TIMEOUT]: {
+    retriable: false,
+    grpcStatus: S.INVALID_ARGUMENT,
+    message: "the session timeout is outside the group's allowed range",
+  },
+  [ErrorCode.INVALID_GROUP_ID]: {
+    retriable: false,
+    grpcStatus: S.INVALID_ARGUMENT,
+    message: "the group id is invalid",
+  },
+  [ErrorCode.UNSUPPORTED_ASSIGNOR]: {
+    retriable: false,
+    grpcStatus: S.INVALID_ARGUMENT,
+    message: "the server assignor is not supported",
+  },
+  [ErrorCode.NO_OFFSET_FOR_PARTITION]: {
+    retriable: false,
+    grpcStatus: S.FAILED_PRECONDITION,
+    message: "no committed offset for the partition and auto.offset.reset is none",
+  },
+  [ErrorCode.THROTTLING_QUOTA_EXCEEDED]: {
+    retriable: true,
+    grpcStatus: S.RESOURCE_EXHAUSTED,
+    message: "the group's commit rate is over its bound",
   },
 });
 

@@ -14,6 +14,8 @@ import type { ErrorCode__Output as ProtoErrorCode } from "../generated/samsa/v1/
 export const ERROR_CODE_METADATA_KEY = "samsa-error-code";
 /** Trailing metadata key naming the active controller (`host:port`) with NOT_CONTROLLER. */
 export const CONTROLLER_METADATA_KEY = "samsa-controller";
+/** Trailing metadata key naming a group's coordinator gateway (`host:port`) with NOT_COORDINATOR. */
+export const COORDINATOR_METADATA_KEY = "samsa-coordinator";
 /** Prefix of all Samsa metadata keys; clients copy these into {@link SamsaError.metadata}. */
 export const SAMSA_METADATA_PREFIX = "samsa-";
 /** Prefix of the proto enum's value names (`ERROR_CODE_NOT_LEADER`). */
