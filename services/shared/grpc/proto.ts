@@ -15,6 +15,7 @@ import descriptor from "protobufjs/ext/descriptor/index.js";
 import type { ProtoGrpcType as AdminProto } from "../generated/admin.js";
 import type { ProtoGrpcType as BrokerProto } from "../generated/broker.js";
 import type { ProtoGrpcType as GatewayProto } from "../generated/gateway.js";
+import type { ProtoGrpcType as GroupsProto } from "../generated/groups.js";
 import type { ProtoGrpcType as LifecycleProto } from "../generated/lifecycle.js";
 import type { ProtoGrpcType as ReplicationProto } from "../generated/replication.js";
 import type {
@@ -37,6 +38,10 @@ import type {
   GatewayServiceClient,
   GatewayServiceHandlers,
 } from "../generated/samsa/v1/GatewayService.js";
+import type {
+  GroupServiceClient,
+  GroupServiceHandlers,
+} from "../generated/samsa/v1/GroupService.js";
 
 /**
  * Loader options; `scripts/gen-proto.sh` passes the same ones to `proto-loader-gen-types`.
@@ -158,6 +163,7 @@ fixReflectionDescriptors(packageDefinition);
 export type SamsaProto = AdminProto &
   BrokerProto &
   GatewayProto &
+  GroupsProto &
   LifecycleProto &
   ReplicationProto;
 
@@ -217,6 +223,10 @@ export const adminService: ServiceSpec<AdminServiceHandlers, AdminServiceClient>
 export const gatewayService: ServiceSpec<GatewayServiceHandlers, GatewayServiceClient> =
   defineService("samsa.v1.GatewayService");
 
+/** `samsa.v1.GroupService`: the consumer group coordinator, served by every gateway. */
+export const groupService: ServiceSpec<GroupServiceHandlers, GroupServiceClient> =
+  defineService("samsa.v1.GroupService");
+
 /** `samsa.internal.v1.ReplicationService`: followers' ReplicaFetch (brokers only). */
 export const replicationService: ServiceSpec<ReplicationServiceHandlers, ReplicationServiceClient> =
   defineService("samsa.internal.v1.ReplicationService");
@@ -238,4 +248,6 @@ export type {
   BrokerServiceHandlers,
   GatewayServiceClient,
   GatewayServiceHandlers,
+  GroupServiceClient,
+  GroupServiceHandlers,
 };
