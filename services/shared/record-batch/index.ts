@@ -9,3 +9,4 @@ export * from "./compression.js";
 export * from "./header.js";
 export * from "./layout.js";
 export * from "./records.js";
+export * from "./record-walk.js";
