@@ -14,6 +14,7 @@ import {
   stampBatch,
   validateBatches,
 } from "../../shared/record-batch/header.js";
+import { validateRecordBatches } from "../../shared/record-batch/record-walk.js";
 import type { LogFlusher } from "./log-flush.js";
 import type { LogState } from "./log-state.js";
 import type { AppendResult } from "./partition-log.js";
@@ -68,13 +69,21 @@ export class AppendPipeline {
         `leader epoch ${leaderEpoch} is older than the log's ${log.epochs.latestEpoch()}`,
       );
     }
-    const summary = validateBatches(batches, { maxBatchBytes: log.maxBatchBytes });
+    // Every record's framing is walked too (Kafka's LogValidator on a client's append), so a
+    // CRC-correct batch that no reader could decode is refused and never stored.
+    const summary = validateRecordBatches(batches, {
+      maxBatchBytes: log.maxBatchBytes,
+      contiguousOffsets: true,
+    });
     return this.enqueue(batches, summary, leaderEpoch);
   }
 
   /** Validates and queues a follower append; see `PartitionLog.appendAsFollower`. */
   async appendAsFollower(batches: Buffer): Promise<AppendResult> {
     this.log.checkUsable();
+    // Header and CRC only, no record walk (as Kafka's follower append): the CRC proves these are
+    // the bytes the leader stored, which it walked when it appended them; and a follower that
+    // refused its leader's log could not repair it, only stall replication of the partition.
     const summary = validateBatches(batches, { maxBatchBytes: this.log.maxBatchBytes });
     let next = -1;
     for (const h of summary.headers) {
