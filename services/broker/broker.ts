@@ -95,6 +95,8 @@ export class Broker {
         retentionCheckIntervalMs: c.logRetentionCheckIntervalMs,
         flushSchedulerIntervalMs: c.logFlushSchedulerIntervalMs,
         recoveryConcurrency: c.numRecoveryThreadsPerDataDir,
+        producerIdExpirationMs: c.producerIdExpirationMs,
+        producerIdExpirationCheckIntervalMs: c.producerIdExpirationCheckIntervalMs,
       });
       await this.logManager.start();
       this.metadata = new ClusterMetadata(this.etcd, keys, this.logger);

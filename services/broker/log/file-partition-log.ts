@@ -34,9 +34,11 @@ import type {
   AppendResult,
   PartitionLog,
   PartitionLogOptions,
+  ProducerStateStats,
   ReadOptions,
   ReadResult,
 } from "./partition-log.js";
+import { rebuildProducerState, writeProducerSnapshot } from "./producer-snapshot.js";
 
 /** The partition log on disk; see {@link PartitionLog} for the contract. */
 export class FilePartitionLog implements PartitionLog {
@@ -56,7 +58,15 @@ export class FilePartitionLog implements PartitionLog {
   /** Opens (or creates) the log in `options.dir`, recovering it after an unclean stop. */
   static async open(options: PartitionLogOptions): Promise<FilePartitionLog> {
     const loaded = await loadPartitionLog(options);
-    const log = new FilePartitionLog(new LogState(options, loaded));
+    const state = new LogState(options, loaded);
+    const from = await rebuildProducerState(state, state.producers, state.now());
+    if (state.producers.size > 0 || from >= 0) {
+      state.logger.info("loaded producer state", {
+        producers: state.producers.size,
+        snapshotOffset: from,
+      });
+    }
+    const log = new FilePartitionLog(state);
     await log.state.writeCheckpoint();
     return log;
   }
@@ -107,6 +117,17 @@ export class FilePartitionLog implements PartitionLog {
 
   epochEntries(): ReadonlyArray<{ epoch: number; startOffset: number }> {
     return this.state.epochs.entries();
+  }
+
+  producerStateStats(): ProducerStateStats {
+    const s = this.state;
+    return { activeProducers: s.producers.size, ...s.producerCounters };
+  }
+
+  async removeExpiredProducers(nowMs = this.state.now()): Promise<number> {
+    const s = this.state;
+    s.checkUsable();
+    return s.queue.run(async () => s.producers.removeExpired(nowMs));
   }
 
   setHighWatermark(offset: number): void {
@@ -196,7 +217,11 @@ export class FilePartitionLog implements PartitionLog {
     const s = this.state;
     if (s.closed) return;
     await s.queue.idle();
-    if (!s.failure) await this.flusher.flushNow();
+    if (!s.failure) {
+      await this.flusher.flushNow();
+      // The next open loads the state from here instead of reading the last segment.
+      await writeProducerSnapshot(s.dir, s.endOffset, s.producers);
+    }
     s.closed = true;
     for (const seg of s.segments) await seg.close();
     // Only a log whose every byte was flushed may skip recovery next time.

@@ -18,6 +18,7 @@ import { validateRecordBatches } from "../../shared/record-batch/record-walk.js"
 import type { LogFlusher } from "./log-flush.js";
 import type { LogState } from "./log-state.js";
 import type { AppendResult } from "./partition-log.js";
+import type { StagedProducers } from "./producer-state.js";
 import type { AppendedBatch } from "./segment.js";
 
 /** Bytes of appends waiting for the writer before `append` starts waiting (backpressure). */
@@ -41,10 +42,29 @@ interface WriteChunk {
   chunks: Buffer[];
   infos: AppendedBatch[];
   done: Array<[PendingAppend, AppendResult]>;
+  /** Idempotent re-sends answered with their first offsets once the chunk is written. */
+  duplicates: Array<[PendingAppend, AppendResult]>;
   bytes: number;
 }
 
-const emptyChunk = (): WriteChunk => ({ chunks: [], infos: [], done: [], bytes: 0 });
+const emptyChunk = (): WriteChunk => ({
+  chunks: [],
+  infos: [],
+  done: [],
+  duplicates: [],
+  bytes: 0,
+});
+
+/** What {@link AppendPipeline.checkItem} decides for one append. */
+type ItemVerdict =
+  /** Write it; then the producer state takes `staged` (undefined: no idempotent batch). */
+  | { readonly kind: "write"; readonly staged: StagedProducers | undefined }
+  /** An idempotent re-send already in the log: answer these offsets, write nothing. */
+  | { readonly kind: "duplicate"; readonly result: AppendResult }
+  | { readonly kind: "refused"; readonly error: SamsaError };
+
+/** The verdict of an append without idempotent batches (no allocation on the hot path). */
+const WRITE_PLAIN: ItemVerdict = Object.freeze({ kind: "write", staged: undefined });
 
 /** The write side of one partition log. */
 export class AppendPipeline {
@@ -165,13 +185,20 @@ export class AppendPipeline {
     let latestEpoch = log.epochs.latestEpoch();
     const writeChunk = async () => {
       if (w.chunks.length > 0) await this.writeChunk(w);
+      // After the write: a re-send's first copy may be in this very chunk.
+      for (const [item, result] of w.duplicates) item.resolve(result);
       w = emptyChunk();
     };
     try {
       for (const item of group) {
-        const refused = this.checkItem(item, next, latestEpoch);
-        if (refused) {
-          item.reject(refused);
+        const verdict = this.checkItem(item, next, latestEpoch);
+        if (verdict.kind === "refused") {
+          item.reject(verdict.error);
+          continue;
+        }
+        if (verdict.kind === "duplicate") {
+          log.producerCounters.duplicates++;
+          w.duplicates.push([item, verdict.result]);
           continue;
         }
         const headers = item.summary.headers;
@@ -185,6 +212,8 @@ export class AppendPipeline {
           await log.rollAt(base);
         }
         next = this.stampItem(item, next, w.infos);
+        // After the roll: the snapshot it writes is the state before this item.
+        if (verdict.staged !== undefined) log.producers.commit(verdict.staged);
         for (const h of headers) latestEpoch = Math.max(latestEpoch, h.partitionLeaderEpoch);
         w.chunks.push(item.buf);
         w.bytes += item.buf.length;
@@ -201,29 +230,89 @@ export class AppendPipeline {
 
   /**
    * Checks an append against the log as it is when its turn comes (on the write queue, with
-   * `next` the offset it would get and `latestEpoch` the epoch of the batches before it).
-   * Returns the error to reject it with, or undefined to write it.
+   * `next` the offset it would get and `latestEpoch` the epoch of the batches before it): the
+   * follower's offsets, the leader's epoch, then the idempotent producers' sequences.
    */
-  private checkItem(
-    item: PendingAppend,
-    next: number,
-    latestEpoch: number,
-  ): SamsaError | undefined {
+  private checkItem(item: PendingAppend, next: number, latestEpoch: number): ItemVerdict {
     const first = item.summary.headers[0]!;
     if (item.leaderEpoch === undefined && first.baseOffset < next) {
-      return new SamsaError(
-        ErrorCode.OFFSET_OUT_OF_RANGE,
-        `follower append at ${first.baseOffset} is behind the log end ${next}`,
+      return refused(
+        new SamsaError(
+          ErrorCode.OFFSET_OUT_OF_RANGE,
+          `follower append at ${first.baseOffset} is behind the log end ${next}`,
+        ),
       );
     }
     if (item.leaderEpoch !== undefined && item.leaderEpoch < latestEpoch) {
       // Checked again here: appends of two epochs queued together must stay in order.
-      return new SamsaError(
-        ErrorCode.FENCED_LEADER_EPOCH,
-        `leader epoch ${item.leaderEpoch} is older than the log's ${latestEpoch}`,
+      return refused(
+        new SamsaError(
+          ErrorCode.FENCED_LEADER_EPOCH,
+          `leader epoch ${item.leaderEpoch} is older than the log's ${latestEpoch}`,
+        ),
       );
     }
-    return undefined;
+    return this.checkProducers(item, next);
+  }
+
+  /**
+   * The producer state's verdict (docs/idempotence.md): every batch of a leader append is
+   * checked against the state as the batches before it leave it; a follower's are recorded
+   * unchecked. An append is written whole, answered whole as a duplicate, or refused whole.
+   */
+  private checkProducers(item: PendingAppend, next: number): ItemVerdict {
+    const headers = item.summary.headers;
+    let staged: StagedProducers | undefined;
+    const producers = this.log.producers;
+    if (item.leaderEpoch === undefined) {
+      for (const h of headers) {
+        if (h.producerId < 0n) continue;
+        staged ??= new Map();
+        producers.stage(staged, h, h.baseOffset, h.baseOffset + h.lastOffsetDelta);
+      }
+      return staged === undefined ? WRITE_PLAIN : { kind: "write", staged };
+    }
+    let offset = next;
+    let duplicates = 0;
+    let dupFirst = -1;
+    let dupLast = -1;
+    for (const h of headers) {
+      const first = offset;
+      offset += h.lastOffsetDelta + 1;
+      if (h.producerId < 0n) continue;
+      const check = producers.check(h, staged);
+      if (check.kind === "none") continue;
+      if (check.kind === "error") {
+        if (check.error.code === ErrorCode.INVALID_PRODUCER_EPOCH)
+          this.log.producerCounters.fencedEpochs++;
+        return refused(check.error);
+      }
+      if (check.kind === "duplicate") {
+        if (duplicates === 0) dupFirst = check.firstOffset;
+        dupLast = check.lastOffset;
+        duplicates++;
+        continue;
+      }
+      staged ??= new Map();
+      producers.stage(staged, h, first, first + h.lastOffsetDelta);
+    }
+    if (duplicates === 0) return staged === undefined ? WRITE_PLAIN : { kind: "write", staged };
+    if (duplicates === headers.length) {
+      return {
+        kind: "duplicate",
+        result: {
+          baseOffset: dupFirst,
+          lastOffset: dupLast,
+          recordCount: item.summary.recordCount,
+        },
+      };
+    }
+    return refused(
+      new SamsaError(
+        ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        "an append mixes batches already written with new ones",
+      ),
+    );
   }
 
   /** Stamps offsets (leader) and records epochs; returns the offset after the item. */
@@ -285,4 +374,8 @@ export class AppendPipeline {
     for (const item of this.pending.splice(0)) item.reject(failure);
     this.pendingBytes = 0;
   }
+}
+
+function refused(error: SamsaError): ItemVerdict {
+  return { kind: "refused", error };
 }

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import {
   FLUSH_SCHEDULER_INTERVAL_MS_DEFAULT,
   type LogConfig,
+  PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS_DEFAULT,
   RECOVERY_CONCURRENCY_DEFAULT,
   RETENTION_CHECK_INTERVAL_MS_DEFAULT,
 } from "../../shared/config/log-config.js";
@@ -33,6 +34,10 @@ export interface LogManagerOptions {
   flushSchedulerIntervalMs?: number;
   /** Logs recovered in parallel at start-up. Default 2. */
   recoveryConcurrency?: number;
+  /** `producer.id.expiration.ms`. Default 86400000. */
+  producerIdExpirationMs?: number;
+  /** `producer.id.expiration.check.interval.ms`. Default 600000. */
+  producerIdExpirationCheckIntervalMs?: number;
   /** Config per topic at start-up (topics' overrides); default config otherwise. */
   configFor?: (topic: string) => LogConfig;
 }
@@ -112,6 +117,26 @@ export class LogManager {
     const flushMs = this.options.flushSchedulerIntervalMs ?? FLUSH_SCHEDULER_INTERVAL_MS_DEFAULT;
     this.timers.push(setInterval(() => void this.runRetention(), retentionMs).unref());
     this.timers.push(setInterval(() => void this.runFlush(), flushMs).unref());
+    const expiryMs =
+      this.options.producerIdExpirationCheckIntervalMs ??
+      PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS_DEFAULT;
+    this.timers.push(setInterval(() => void this.runProducerExpiry(), expiryMs).unref());
+  }
+
+  /** One pass of `producer.id.expiration.ms` over every log. Returns producers removed. */
+  async runProducerExpiry(): Promise<number> {
+    let removed = 0;
+    for (const log of this.logs.values()) {
+      try {
+        removed += await log.removeExpiredProducers();
+      } catch (err) {
+        this.logger.error("producer expiry failed", {
+          partition: key(log.topic, log.partition),
+          error: (err as Error).message,
+        });
+      }
+    }
+    return removed;
   }
 
   /** One retention pass over every log. Returns segments deleted. */
@@ -156,6 +181,7 @@ export class LogManager {
       partition,
       config,
       logger: this.options.logger.child({ component: "partition-log", topic, partition }),
+      producerIdExpirationMs: this.options.producerIdExpirationMs,
     });
     this.logs.set(k, log);
     this.dirOf.set(k, logDir);

@@ -5,6 +5,7 @@
  */
 import { ErrorCode, SamsaError } from "../../shared/errors.js";
 import type { LogState } from "./log-state.js";
+import { deleteSnapshots } from "./producer-snapshot.js";
 import type { LogSegment } from "./segment.js";
 
 /** Throws OFFSET_OUT_OF_RANGE unless `offset` is a safe integer in [0, high watermark]. */
@@ -91,6 +92,9 @@ async function deletePrefix(
   }
   await log.writeCheckpoint();
   await log.retire(drop);
+  // Snapshots below the first segment describe deleted batches; the one at its base stays.
+  const first = log.segments[0]!.baseOffset;
+  await deleteSnapshots(log.dir, (offset) => offset < first);
   log.logger.info("deleted segments", {
     reason,
     segments: drop.map((s) => s.baseOffset),

@@ -10,7 +10,10 @@
  * Every mutation of the segment list or of the offsets runs on `queue`, the serial write queue;
  * the one exception is the flush, which advances `recoveryPoint` beside it (see `log-flush.ts`).
  */
-import type { LogConfig } from "../../shared/config/log-config.js";
+import {
+  type LogConfig,
+  PRODUCER_ID_EXPIRATION_MS_DEFAULT,
+} from "../../shared/config/log-config.js";
 import { assert, ErrorCode, SamsaError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import { fsyncDir } from "./atomic-file.js";
@@ -18,6 +21,8 @@ import type { LeaderEpochCache } from "./leader-epoch-cache.js";
 import { writePartitionCheckpoint } from "./partition-checkpoint.js";
 import type { LoadedLog } from "./partition-loader.js";
 import type { PartitionLogOptions } from "./partition-log.js";
+import { writeProducerSnapshot } from "./producer-snapshot.js";
+import { ProducerStateManager } from "./producer-state.js";
 import { LogSegment } from "./segment.js";
 import { SerialQueue } from "./serial-queue.js";
 
@@ -47,6 +52,10 @@ export class LogState {
   closed = false;
   /** Set by a failed write: the log is offline and every later call throws it. */
   failure: SamsaError | undefined;
+  /** Idempotent producers' state as of the log end (mutated on the write queue only). */
+  readonly producers: ProducerStateManager;
+  /** Idempotent appends answered as duplicates, and refused for an old producer epoch. */
+  readonly producerCounters = { duplicates: 0, fencedEpochs: 0 };
   /** The serial write queue: appends, roll, truncation, retention, DeleteRecords. */
   readonly queue = new SerialQueue();
   private readonly checkpointQueue = new SerialQueue();
@@ -65,6 +74,9 @@ export class LogState {
     this.hw = loaded.highWatermark;
     this.recoveryPoint = loaded.recoveryPoint;
     this.rollJitterMs = this.newJitter();
+    this.producers = new ProducerStateManager(
+      options.producerIdExpirationMs ?? PRODUCER_ID_EXPIRATION_MS_DEFAULT,
+    );
   }
 
   /** The segment appends go to: always the last. */
@@ -99,6 +111,9 @@ export class LogState {
     assert(baseOffset >= this.endOffset, "a new segment starts at or after the log end");
     const old = this.active;
     old.addFinalTimeIndexEntry();
+    // The producer state as of the new segment's start (Kafka snapshots at every roll), so a
+    // rebuild reads at most the segment after it.
+    await writeProducerSnapshot(this.dir, baseOffset, this.producers);
     const seg = await LogSegment.create(this.dir, baseOffset, this.config);
     // The new file must survive a crash before anything acknowledged lands in it.
     await fsyncDir(this.dir);

@@ -4,6 +4,7 @@
  * Both run on the serial write queue; the facade queues them.
  */
 import type { LogState } from "./log-state.js";
+import { deleteSnapshots, rebuildProducerState } from "./producer-snapshot.js";
 import { LogSegment } from "./segment.js";
 
 /**
@@ -37,6 +38,8 @@ export async function truncateTo(log: LogState, offset: number): Promise<void> {
     return;
   }
   afterTruncation(log);
+  // Producer state follows the log: rebuilt from the newest snapshot at or below the new end.
+  await rebuildProducerState(log, log.producers, log.now());
   log.logger.info("truncated log", {
     offset,
     logEndOffset: log.endOffset,
@@ -55,6 +58,8 @@ export async function truncateFully(log: LogState, offset: number): Promise<void
   log.endOffset = offset;
   log.hw = offset;
   log.epochs.clear();
+  log.producers.clear();
+  await deleteSnapshots(log.dir, () => true);
   afterTruncation(log);
   log.logger.info("truncated log fully", { offset });
   await log.writeCheckpoint();

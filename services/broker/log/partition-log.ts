@@ -33,6 +33,18 @@ export interface PartitionLogOptions {
   logger: Logger;
   /** Clock in ms; tests may replace it. Default `Date.now`. */
   now?: () => number;
+  /** `producer.id.expiration.ms`. Default `PRODUCER_ID_EXPIRATION_MS_DEFAULT` (1 day). */
+  producerIdExpirationMs?: number;
+}
+
+/** The idempotent producers of a partition, as the metrics see them. */
+export interface ProducerStateStats {
+  /** Producer ids with state here. */
+  activeProducers: number;
+  /** Re-sent batches answered with their first offsets instead of being written again. */
+  duplicates: number;
+  /** Batches refused with INVALID_PRODUCER_EPOCH (a zombie producer fenced). */
+  fencedEpochs: number;
 }
 
 /** Offsets given to an append. */
@@ -91,6 +103,15 @@ export interface PartitionLog {
   segmentBaseOffsets(): number[];
   /** The epoch cache's entries (epoch → start offset), oldest first. */
   epochEntries(): ReadonlyArray<{ epoch: number; startOffset: number }>;
+  /** The idempotent producers' counts (docs/idempotence.md). Synchronous. */
+  producerStateStats(): ProducerStateStats;
+  /**
+   * Drops the producers that have not written for `producer.id.expiration.ms` (by their last
+   * batch's max timestamp). Resolves with how many went. On the write queue.
+   *
+   * @param nowMs default the log's clock
+   */
+  removeExpiredProducers(nowMs?: number): Promise<number>;
 
   /**
    * Appends as the leader. Validates every batch in the caller first (header, sizes, counts,
@@ -108,6 +129,10 @@ export interface PartitionLog {
    * @throws MESSAGE_TOO_LARGE a batch exceeds `max.message.bytes` (or `segment.bytes`)
    * @throws FENCED_LEADER_EPOCH `leaderEpoch` is older than the log's latest epoch, checked at
    *   the call and again on the write queue
+   * @throws OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID an
+   *   idempotent batch's sequence or epoch does not fit the producer's state (checked on the
+   *   write queue); a batch already written is not an error: it resolves with the offsets it got
+   *   the first time and is not written again (docs/idempotence.md)
    * @throws KAFKA_STORAGE_ERROR closed, offline, or the write failed (the log goes offline)
    */
   append(batches: Buffer, options?: { leaderEpoch?: number }): Promise<AppendResult>;

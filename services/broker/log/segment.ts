@@ -443,6 +443,18 @@ export class LogSegment {
   }
 
   /**
+   * The headers of the batches holding offsets ≥ `fromOffset`, in order (a header walk from the
+   * offset index's entry below it): what rebuilding producer state reads.
+   */
+  async *headersFrom(fromOffset: number): AsyncGenerator<BatchHeader> {
+    if (fromOffset >= this.nextOffset) return;
+    const start = this.offsetIndex.lookup(fromOffset).position;
+    for await (const b of this.scan(start, false, (stop) => this.brokenChain(stop))) {
+      if (b.header.baseOffset + b.header.lastOffsetDelta >= fromOffset) yield b.header;
+    }
+  }
+
+  /**
    * First offset whose batch max-timestamp is ≥ `timestamp`, with that batch's position, or
    * undefined when no batch here qualifies.
    */

@@ -41,6 +41,10 @@ export const FILE_DELETE_DELAY_MS_DEFAULT = 60_000;
 export const RETENTION_CHECK_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
 /** Default `log.flush.scheduler.interval.ms`: how often `flush.ms` is checked. */
 export const FLUSH_SCHEDULER_INTERVAL_MS_DEFAULT = 1000;
+/** Default `producer.id.expiration.ms`: a producer's state goes a day after its last write. */
+export const PRODUCER_ID_EXPIRATION_MS_DEFAULT = 86_400_000;
+/** Default `producer.id.expiration.check.interval.ms`: how often expiry runs (Kafka's 10 min). */
+export const PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS_DEFAULT = 600_000;
 /** Logs opened at once during start-up (Kafka's `num.recovery.threads.per.data.dir`). */
 export const RECOVERY_CONCURRENCY_DEFAULT = 2;
 

@@ -102,6 +102,10 @@ export interface BrokerConfig extends CommonConfig {
   readonly logFlushStrict: boolean;
   /** `log.flush.scheduler.interval.ms`. Default 1000. */
   readonly logFlushSchedulerIntervalMs: number;
+  /** `producer.id.expiration.ms`. Default 86400000 (1 day). */
+  readonly producerIdExpirationMs: number;
+  /** `producer.id.expiration.check.interval.ms`. Default 600000. */
+  readonly producerIdExpirationCheckIntervalMs: number;
   /** `num.recovery.threads.per.data.dir`. Default 2. */
   readonly numRecoveryThreadsPerDataDir: number;
   /** `message.max.bytes`. Default 1048588. */
@@ -175,6 +179,8 @@ export function loadBrokerConfig(argv?: readonly string[], env?: Env, cwd?: stri
     logFlushIntervalMs: v.logFlushIntervalMs as number,
     logFlushStrict: v.logFlushStrict as boolean,
     logFlushSchedulerIntervalMs: v.logFlushSchedulerIntervalMs as number,
+    producerIdExpirationMs: v.producerIdExpirationMs as number,
+    producerIdExpirationCheckIntervalMs: v.producerIdExpirationCheckIntervalMs as number,
     numRecoveryThreadsPerDataDir: v.numRecoveryThreadsPerDataDir as number,
     messageMaxBytes: v.messageMaxBytes as number,
     socketRequestMaxBytes: v.socketRequestMaxBytes as number,
