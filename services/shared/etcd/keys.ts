@@ -110,6 +110,13 @@ export class EtcdKeys {
   controllerPrefix(): string {
     return `${this.prefix}controller/`;
   }
+  /**
+   * `producer-ids/next`: the first producer id not yet handed out in a block (decimal), advanced
+   * by the active controller with a compare-and-swap (docs/idempotence.md).
+   */
+  producerIdsNext(): string {
+    return `${this.prefix}producer-ids/next`;
+  }
   /** Prefix of all topic records. */
   topicsPrefix(): string {
     return `${this.prefix}topics/`;
