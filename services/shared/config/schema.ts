@@ -122,6 +122,18 @@ export const REPLICA_FETCH_RESPONSE_BYTES_MAX_DEFAULT = 10 * 1024 * 1024;
 export const REPLICA_FETCH_BACKOFF_MS_DEFAULT = 1000;
 /** Smallest `broker.session.timeout.ms`: etcd leases are granted in whole seconds. */
 export const BROKER_SESSION_TIMEOUT_MS_MIN = 1000;
+/** Default `group.consumer.session.timeout.ms`: a group member's session (Kafka's 45 s). */
+export const GROUP_SESSION_TIMEOUT_MS_DEFAULT = 45_000;
+/** Default `group.min.session.timeout.ms` (Kafka's 6 s). */
+export const GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT = 6_000;
+/** Default `group.max.session.timeout.ms` (Kafka's 30 min). */
+export const GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT = 1_800_000;
+/** Default `group.consumer.heartbeat.interval.ms` (Kafka's 5 s). */
+export const GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT = 5_000;
+/** Default `group.initial.rebalance.delay.ms` (Kafka's 3 s). */
+export const GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT = 3_000;
+/** Default `gateway.session.timeout.ms`: the TTL of the lease a gateway holds its groups with. */
+export const GATEWAY_SESSION_TIMEOUT_MS_DEFAULT = 6_000;
 /**
  * Default `etcd.connection.timeout.ms`: how long a service waits at start-up for etcd's first
  * answer; also the etcd client's default (`connectEtcd`).
@@ -300,6 +312,22 @@ const controller: ConfigKey[] = [
 const gateway: ConfigKey[] = [
   { name: "gateway.id", type: "string", default: "", services: GATEWAY,
     doc: "Id of this gateway; empty = `<hostname>-<pid>`." },
+  { name: "gateway.session.timeout.ms", type: "long", default: GATEWAY_SESSION_TIMEOUT_MS_DEFAULT,
+    min: BROKER_SESSION_TIMEOUT_MS_MIN, unit: "ms", services: GATEWAY,
+    doc: "TTL of the etcd lease holding the groups this gateway coordinates: a dead gateway's groups move after this." },
+  { name: "group.consumer.session.timeout.ms", type: "int", default: GROUP_SESSION_TIMEOUT_MS_DEFAULT,
+    min: 1, unit: "ms", services: GATEWAY,
+    doc: "Session of a group member that asks for none: no heartbeat this long removes it." },
+  { name: "group.min.session.timeout.ms", type: "int", default: GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT,
+    min: 1, unit: "ms", services: GATEWAY, doc: "Shortest session a member may ask for." },
+  { name: "group.max.session.timeout.ms", type: "int", default: GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT,
+    min: 1, unit: "ms", services: GATEWAY, doc: "Longest session a member may ask for." },
+  { name: "group.consumer.heartbeat.interval.ms", type: "int",
+    default: GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT, min: 1, unit: "ms", services: GATEWAY,
+    doc: "How often members heartbeat (at most a third of their session)." },
+  { name: "group.initial.rebalance.delay.ms", type: "int",
+    default: GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT, min: 0, unit: "ms", services: GATEWAY,
+    doc: "How long an empty group waits for more members before its first assignment." },
 ];
 
 /** Every key of every service. */
@@ -317,9 +345,6 @@ export const SAMSA_SCHEMA: readonly ConfigKey[] = Object.freeze([
  */
 export const NOT_BUILT_KEYS: Readonly<Record<string, string>> = Object.freeze({
   "delete.topic.enable": "topic deletion cannot be switched off yet",
-  "group.initial.rebalance.delay.ms": "consumer groups are not built yet",
-  "group.min.session.timeout.ms": "consumer groups are not built yet",
-  "group.max.session.timeout.ms": "consumer groups are not built yet",
 });
 
 /** Names people bring from Kafka that Samsa spells differently: a hint for the error. */

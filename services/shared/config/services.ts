@@ -146,6 +146,18 @@ export interface ControllerConfig extends CommonConfig, TopicDefaults {
 export interface GatewayConfig extends CommonConfig {
   /** `gateway.id`. Default `<hostname>-<pid>`. */
   readonly gatewayId: string;
+  /** `gateway.session.timeout.ms`: TTL of the lease holding this gateway's groups. Default 6000. */
+  readonly gatewaySessionTimeoutMs: number;
+  /** `group.consumer.session.timeout.ms`. Default 45000. */
+  readonly groupSessionTimeoutMs: number;
+  /** `group.min.session.timeout.ms`. Default 6000. */
+  readonly groupMinSessionTimeoutMs: number;
+  /** `group.max.session.timeout.ms`. Default 1800000. */
+  readonly groupMaxSessionTimeoutMs: number;
+  /** `group.consumer.heartbeat.interval.ms`. Default 5000. */
+  readonly groupHeartbeatIntervalMs: number;
+  /** `group.initial.rebalance.delay.ms`. Default 3000. */
+  readonly groupInitialRebalanceDelayMs: number;
 }
 
 /**
@@ -226,9 +238,19 @@ export function loadGatewayConfig(
   cwd?: string,
 ): GatewayConfig {
   const v = load("gateway", argv, env, cwd);
+  const min = v.groupMinSessionTimeoutMs as number;
+  const max = v.groupMaxSessionTimeoutMs as number;
+  if (min > max) throw configError("group.min.session.timeout.ms", `larger than the max ${max}`);
   return Object.freeze({
     ...common(v, "gateway"),
     gatewayId: (v.gatewayId as string) || defaultId(),
+    gatewaySessionTimeoutMs: v.gatewaySessionTimeoutMs as number,
+    // The default session is kept within the bounds, so a member asking for none is accepted.
+    groupSessionTimeoutMs: Math.min(Math.max(v.groupConsumerSessionTimeoutMs as number, min), max),
+    groupMinSessionTimeoutMs: min,
+    groupMaxSessionTimeoutMs: max,
+    groupHeartbeatIntervalMs: v.groupConsumerHeartbeatIntervalMs as number,
+    groupInitialRebalanceDelayMs: v.groupInitialRebalanceDelayMs as number,
   });
 }
 
