@@ -11,8 +11,9 @@
  * | `topics/<name>`                       | {@link TopicRecord}            |
  * | `partitions/<topic>/<p>`              | {@link PartitionState}         |
  * | `groups/<group>/members/<member>`     | gateway-defined                |
- * | `groups/<group>/state`                | gateway-defined                |
- * | `offsets/<group>/<topic>/<p>`         | gateway-defined                |
+ * | `groups/<group>/state`                | gateway-defined (the coordinator's group record) |
+ * | `groups/<group>/owner`                | {@link GroupOwnerRecord} (leased by the coordinating gateway) |
+ * | `offsets/<group>/<topic>/<p>`         | {@link OffsetRecord}           |
  *
  * Name segments (topic, group, member) are percent-encoded (`encodeURIComponent`), so a group id
  * containing `/` cannot collide with another key; legal topic names are unchanged by it.
@@ -77,6 +78,7 @@ export type ParsedKey =
   | { kind: "partition"; topic: string; partition: number }
   | { kind: "groupMember"; group: string; member: string }
   | { kind: "groupState"; group: string }
+  | { kind: "groupOwner"; group: string }
   | { kind: "offset"; group: string; topic: string; partition: number };
 
 const seg = encodeURIComponent;
@@ -151,6 +153,10 @@ export class EtcdKeys {
   groupState(group: string): string {
     return `${this.groupsPrefix(group)}state`;
   }
+  /** `groups/<group>/owner`: the gateway coordinating the group (leased by it). */
+  groupOwner(group: string): string {
+    return `${this.groupsPrefix(group)}owner`;
+  }
   /** All offsets (no argument) or those of one group. */
   offsetsPrefix(group?: string): string {
     const all = `${this.prefix}offsets/`;
@@ -199,6 +205,7 @@ function parseParts(p: string[]): ParsedKey | undefined {
     }
     case "groups":
       if (p.length === 3 && a && b === "state") return { kind: "groupState", group: a };
+      if (p.length === 3 && a && b === "owner") return { kind: "groupOwner", group: a };
       if (p.length === 4 && a && b === "members" && c) {
         return { kind: "groupMember", group: a, member: c };
       }
