@@ -83,5 +83,10 @@ export function brokerServiceHandlers(
         deps.listenerName,
       ),
     OffsetsForLeaderEpoch: async (request) => offsetsForLeaderEpoch(deps, request),
+    // A new producer id starts at epoch 0 (KIP-360 epoch bumps are the producer's own).
+    InitProducerId: async () => ({
+      producerId: String(await deps.producerIds.nextId()),
+      producerEpoch: 0,
+    }),
   };
 }

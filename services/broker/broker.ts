@@ -27,6 +27,7 @@ import {
 } from "./broker-service.js";
 import { describeListeners, type ListenerServers, listenOnEvery } from "./listener-servers.js";
 import { LogManager } from "./log/log-manager.js";
+import { controllerAllocator, controllerPool, ProducerIdManager } from "./producer-ids.js";
 import { ReplicaManager } from "./replica-manager.js";
 import { ReplicationMetrics } from "./replication/replication-metrics.js";
 
@@ -51,6 +52,7 @@ export class Broker {
   private registrar: BrokerRegistrar | undefined;
   private metricsServer: MetricsServer | undefined;
   private stopping: Promise<void> | undefined;
+  private readonly controllerPool = controllerPool();
 
   constructor(
     private readonly config: BrokerConfig,
@@ -134,6 +136,17 @@ export class Broker {
         metadata,
         metrics,
         logger: serviceLogger,
+        producerIds: new ProducerIdManager(
+          controllerAllocator(
+            {
+              brokerId: c.brokerId,
+              brokerEpoch: () => this.registrar?.current?.brokerEpoch ?? -1,
+              metadata,
+            },
+            this.controllerPool,
+          ),
+          this.logger.child({ component: "producer-ids" }),
+        ),
         controllerId: () => (metadata.activeController()?.id ?? "").toString(),
       };
       const createServer = (listenerName: string): GrpcServer => {
@@ -256,6 +269,7 @@ export class Broker {
       ],
       ["replicas", () => this.replicas?.stop()],
       ["logs", () => this.logManager?.stop()],
+      ["controllerPool", async () => this.controllerPool.close()],
       ["metadata", () => this.metadata?.close()],
       ["metrics", () => this.metricsServer?.close()],
       ["etcd", async () => this.etcd?.close()],

@@ -12,10 +12,12 @@ import { casPartitionState, readPartitionState } from "../shared/etcd/cas.js";
 import type { ControllerLeadership } from "../shared/etcd/election.js";
 import type { EtcdKeys, PartitionState } from "../shared/etcd/keys.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
+import type { AllocateProducerIdsRequest__Output } from "../shared/generated/samsa/internal/v1/AllocateProducerIdsRequest.js";
 import type { ControlledShutdownRequest__Output } from "../shared/generated/samsa/internal/v1/ControlledShutdownRequest.js";
 import type { ServiceHandlers } from "../shared/grpc/handlers.js";
 import type { BrokerLifecycleServiceHandlers } from "../shared/grpc/proto.js";
 import type { Logger } from "../shared/logger.js";
+import { allocateProducerIdBlock } from "./producer-id-allocator.js";
 import type { ClusterMetadata } from "../shared/metadata/cluster-metadata.js";
 import { parseInt64 } from "../shared/request-parsing.js";
 
@@ -94,11 +96,14 @@ async function moveOne(
   return false;
 }
 
-/** Answers ControlledShutdown. */
-export async function controlledShutdown(
+/**
+ * The active controller's leadership, for a call of a registered broker's current incarnation.
+ * @throws NOT_CONTROLLER, INVALID_REQUEST (unknown broker), STALE_BROKER_EPOCH
+ */
+function checkCaller(
   deps: ControlledShutdownDeps,
-  request: ControlledShutdownRequest__Output,
-): Promise<{ partitionsRemaining: number }> {
+  request: { brokerId: number; brokerEpoch: string },
+): ControllerLeadership {
   const leadership = deps.leadership();
   if (leadership === undefined) throw deps.notController();
   const registration = deps.metadata.broker(request.brokerId);
@@ -111,6 +116,30 @@ export async function controlledShutdown(
       `broker ${request.brokerId} epoch ${request.brokerEpoch} is older than ${registration.brokerEpoch}`,
     );
   }
+  return leadership;
+}
+
+/** Answers AllocateProducerIds: a block of ids from the etcd counter (producer-id-allocator.ts). */
+export async function allocateProducerIds(
+  deps: ControlledShutdownDeps,
+  request: AllocateProducerIdsRequest__Output,
+): Promise<{ producerIdStart: string; producerIdCount: number }> {
+  const leadership = checkCaller(deps, request);
+  const block = await allocateProducerIdBlock(deps.client, deps.keys, leadership);
+  deps.logger.info("allocated a producer id block", {
+    brokerId: request.brokerId,
+    start: block.start,
+    count: block.count,
+  });
+  return { producerIdStart: String(block.start), producerIdCount: block.count };
+}
+
+/** Answers ControlledShutdown. */
+export async function controlledShutdown(
+  deps: ControlledShutdownDeps,
+  request: ControlledShutdownRequest__Output,
+): Promise<{ partitionsRemaining: number }> {
+  const leadership = checkCaller(deps, request);
   let remaining = 0;
   for (const { topic, partition, state } of deps.metadata.partitions()) {
     if (state.leader !== request.brokerId) continue;
@@ -127,5 +156,8 @@ export async function controlledShutdown(
 export function brokerLifecycleHandlers(
   deps: ControlledShutdownDeps,
 ): ServiceHandlers<BrokerLifecycleServiceHandlers> {
-  return { ControlledShutdown: (request) => controlledShutdown(deps, request) };
+  return {
+    ControlledShutdown: (request) => controlledShutdown(deps, request),
+    AllocateProducerIds: (request) => allocateProducerIds(deps, request),
+  };
 }

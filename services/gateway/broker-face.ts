@@ -15,6 +15,7 @@ import type { ServiceHandlers } from "../shared/grpc/handlers.js";
 import type { HostPort } from "../shared/config/index.js";
 import { subscribe } from "./consume.js";
 import { type GatewayServiceDeps, routeDeadline } from "./gateway-service.js";
+import { initProducerId } from "./producer-id.js";
 
 /** Metadata with every broker's address replaced by `self`. */
 export function asSeenThroughGateway(answer: MetadataResponse, self: HostPort): MetadataResponse {
@@ -50,5 +51,7 @@ export function brokerFaceHandlers(
     Metadata: async (request, call) =>
       asSeenThroughGateway(router.metadata(request.topics), addressDialled(call, advertised())),
     Subscribe: (request, _call, send, ctx) => subscribe(request, deps, send, ctx.signal),
+    InitProducerId: (_request, call, ctx) =>
+      initProducerId(deps.routing, routeDeadline(call), ctx.signal),
   };
 }

@@ -11,6 +11,7 @@ import { Deadline } from "../shared/retry.js";
 import type { GatewayServiceHandlers } from "../shared/generated/samsa/v1/GatewayService.js";
 import type { ServiceHandlers } from "../shared/grpc/handlers.js";
 import { consume, subscribe } from "./consume.js";
+import { initProducerId } from "./producer-id.js";
 import { publish } from "./publish.js";
 import type { Router } from "./router.js";
 import { ROUTE_DEADLINE_MARGIN_MS, ROUTE_TIMEOUT_MS_DEFAULT, type Routing } from "./routing.js";
@@ -41,6 +42,8 @@ export function gatewayServiceHandlers(
     ListOffsets: (request, call, ctx) =>
       router.listOffsets(request, routeDeadline(call), ctx.signal),
     Metadata: async (request) => router.metadata(request.topics),
+    InitProducerId: (_request, call, ctx) =>
+      initProducerId(deps.routing, routeDeadline(call), ctx.signal),
     Publish: (request, call, ctx) => publish(request, deps, routeDeadline(call), ctx.signal),
     Subscribe: (request, _call, send, ctx) => subscribe(request, deps, send, ctx.signal),
     Consume: (request, _call, send, ctx) => consume(request, deps, send, ctx.signal),

@@ -58,6 +58,7 @@ const handlers: ServiceHandlers<BrokerServiceHandlers> = {
     return { partitions: [] };
   },
   OffsetsForLeaderEpoch: async () => ({ partitions: [] }),
+  InitProducerId: async () => ({ producerId: "0", producerEpoch: 0 }),
   Subscribe: (request, _call, send, ctx) => {
     if (request.topic === "generator") {
       return (async function* () {

@@ -148,6 +148,7 @@ function handlers(broker: number): ServiceHandlers<BrokerServiceHandlers> {
     Fetch: none,
     ListOffsets: none,
     OffsetsForLeaderEpoch: none,
+    InitProducerId: none,
     Subscribe: () => none(),
   };
 }

@@ -3,6 +3,7 @@ import { SamsaError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import type { ClusterMetadata } from "../../shared/metadata/cluster-metadata.js";
 import type { BrokerMetrics } from "../broker-metrics.js";
+import type { ProducerIdManager } from "../producer-ids.js";
 import type { ReplicaManager } from "../replica-manager.js";
 
 /** The broker's parts the handlers call into. */
@@ -13,6 +14,8 @@ export interface BrokerServiceDeps {
   readonly metadata: ClusterMetadata;
   readonly metrics: BrokerMetrics;
   readonly logger: Logger;
+  /** InitProducerId's ids (blocks from the active controller). */
+  readonly producerIds: ProducerIdManager;
   /** The active controller's id, "" when none is known. */
   readonly controllerId: () => string;
   /**
