@@ -148,6 +148,11 @@ export class Cluster {
     return [...this.brokersById.values()];
   }
 
+  /** Addresses to try, in order, for a call any broker answers (InitProducerId). */
+  brokerAddresses(): string[] {
+    return this.candidates();
+  }
+
   /** The BrokerService client of `address`. */
   client(address: string): BrokerServiceClient {
     return this.pool.get(address);

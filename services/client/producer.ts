@@ -7,9 +7,13 @@
  * as configured), makes one Produce call per leader broker, and retries retriable per-partition
  * errors after a metadata refresh until the delivery timeout (produce-job.ts).
  *
- * Without idempotence (not implemented yet), a retry after a lost answer may write a batch
- * twice, as with Kafka's `enable.idempotence=false`. Records of one partition in one `send` keep
- * their order; each `send` resolves only when all its records are written.
+ * `add`'s batches are idempotent by default (Kafka's `enable.idempotence=true`, its default since
+ * 3.0; producer-state.ts, docs/idempotence.md): the producer gets a producer id with
+ * InitProducerId, each batch carries its partition's next sequence numbers, and a retry after a
+ * lost answer or a leader change is written once. `idempotent: false` (or acks other than all)
+ * turns it off; `send` is not idempotent: a retry after a lost answer may write a batch twice, as
+ * with Kafka's `enable.idempotence=false`. Records of one partition in one `send` keep their
+ * order; each `send` resolves only when all its records are written.
  */
 import { assert, ErrorCode, SamsaError } from "../shared/errors.js";
 import {
@@ -28,6 +32,8 @@ import {
   RecordAccumulator,
 } from "./record-accumulator.js";
 import { MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT, Sender } from "./sender.js";
+import { IdempotentProducerState } from "./producer-state.js";
+import { asSamsaError } from "./produce-job.js";
 import { PRODUCE_DEADLINE_MARGIN_MS } from "./produce-job.js";
 import type { ProducerRecord, RecordMetadata } from "./records.js";
 import { REQUEST_TIMEOUT_MS_DEFAULT } from "../shared/retry.js";
@@ -71,7 +77,16 @@ export interface ProducerOptions extends AccumulatorOptions {
    * time whatever this is, so its records keep their order.
    */
   maxInFlightRequestsPerBroker?: number;
+  /**
+   * `add`'s batches are idempotent: written once per partition whatever the retries (Kafka's
+   * `enable.idempotence`). Default true with acks "all" (-1), false otherwise; true with other
+   * acks is refused (INVALID_CONFIG), as Kafka refuses it.
+   */
+  idempotent?: boolean;
 }
+
+/** Deadline of one InitProducerId attempt, ms. */
+export const INIT_PRODUCER_ID_TIMEOUT_MS = 5_000;
 
 /** Options of one {@link Producer.send}. */
 export interface SendOptions {
@@ -100,6 +115,7 @@ export class Producer {
   private readonly partitioner: Partitioner;
   private readonly accumulator: RecordAccumulator;
   private readonly sender: Sender;
+  private readonly idempotence: IdempotentProducerState | undefined;
 
   constructor(options: ProducerOptions) {
     assert(
@@ -115,6 +131,14 @@ export class Producer {
     this.maxRequestSizeBytes = options.maxRequestSizeBytes ?? MAX_REQUEST_SIZE_BYTES_DEFAULT;
     this.partitioner = options.partitioner ?? new Partitioner();
     const cluster = this.cluster;
+    const acksAll = this.acks === "all" || this.acks === -1;
+    if (options.idempotent === true && !acksAll) {
+      throw new SamsaError(ErrorCode.INVALID_CONFIG, "an idempotent producer needs acks all");
+    }
+    this.idempotence =
+      (options.idempotent ?? acksAll)
+        ? new IdempotentProducerState(() => initProducerId(cluster, this.requestTimeoutMs))
+        : undefined;
     const custom = options.partitioner;
     this.accumulator = new RecordAccumulator(
       {
@@ -161,6 +185,7 @@ export class Producer {
         maxRequestSizeBytes: this.maxRequestSizeBytes,
         maxInFlightPerBroker:
           options.maxInFlightRequestsPerBroker ?? MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT,
+        idempotence: this.idempotence,
       },
     );
   }
@@ -192,6 +217,11 @@ export class Producer {
     return this.accumulator.add(topic, record, callback);
   }
 
+  /** The idempotent producer id, -1 before InitProducerId answered or without idempotence. */
+  get producerId(): bigint {
+    return this.idempotence?.producerId ?? -1n;
+  }
+
   /** Sends every buffered record now and waits for them; throws the first delivery error since the last flush. */
   flush(): Promise<void> {
     return this.accumulator.flush();
@@ -221,4 +251,26 @@ export class Producer {
       maxRequestSizeBytes: this.maxRequestSizeBytes,
     }).run();
   }
+}
+
+/** InitProducerId on the first broker that answers. */
+async function initProducerId(cluster: Cluster, requestTimeoutMs: number): Promise<bigint> {
+  let last: SamsaError = new SamsaError(ErrorCode.LEADER_NOT_AVAILABLE, "no broker known");
+  for (const address of cluster.brokerAddresses()) {
+    try {
+      const res = await unary(
+        cluster.client(address),
+        "InitProducerId",
+        {},
+        {
+          deadlineMs: Math.min(requestTimeoutMs, INIT_PRODUCER_ID_TIMEOUT_MS),
+        },
+      );
+      return BigInt(res.producerId);
+    } catch (err) {
+      last = asSamsaError(err);
+      if (!last.retriable) throw last;
+    }
+  }
+  throw last;
 }

@@ -88,6 +88,10 @@ export class ProducerBatch {
   readonly builder: BatchBuilder;
   /** No more records go in (it is full, or it was taken for sending). */
   sealed = false;
+  /** Idempotence: the base sequence given at its first close, -1 before (or without). */
+  baseSequence = -1;
+  /** Idempotence: KIP-360 sequence restarts this batch went through. */
+  sequenceResets = 0;
   /** Base offset once written (-1 with acks=0), or the error it failed with. */
   private outcome: number | SamsaError | undefined;
   /** Made when the first record's delivery is asked for (one promise per batch). */

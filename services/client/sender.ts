@@ -9,6 +9,12 @@
  * them after a backoff (and a metadata refresh for stale-metadata codes); a batch older than
  * `delivery.timeout.ms` fails with the last error; a non-retriable error fails the batches it was
  * about. Batches are closed (header, CRC, compression) once, so a retry sends the same bytes.
+ *
+ * Idempotence (default; producer-state.ts): nothing is sent before InitProducerId answered; a
+ * batch takes its partition's next sequence numbers when first closed, so a retry after a lost
+ * answer is written once (the leader answers the first offsets). OUT_OF_ORDER_SEQUENCE_NUMBER
+ * and UNKNOWN_PRODUCER_ID restart the partition's sequences under a new epoch (KIP-360) and
+ * retry, at most {@link SEQUENCE_RESETS_PER_BATCH_MAX} times per batch.
  */
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import { asSamsaError } from "./produce-job.js";
@@ -18,6 +24,11 @@ import { fromProtoErrorCode } from "../shared/grpc/errors.js";
 import type { CompressionType } from "../shared/record-batch/index.js";
 import { backoffMs } from "../shared/retry.js";
 import { needsMetadataRefresh } from "./metadata.js";
+import {
+  type IdempotentProducerState,
+  SEQUENCE_RESET_CODES,
+  SEQUENCE_RESETS_PER_BATCH_MAX,
+} from "./producer-state.js";
 import type { PartitionQueue, ProducerBatch, RecordAccumulator } from "./record-accumulator.js";
 
 /** Produce calls in flight to one broker at most (Kafka's `max.in.flight.requests.per.connection`). */
@@ -56,6 +67,8 @@ export interface SenderOptions {
   readonly requestTimeoutMs: number;
   readonly maxRequestSizeBytes: number;
   readonly maxInFlightPerBroker: number;
+  /** The idempotent producer's state; undefined without idempotence. */
+  readonly idempotence?: IdempotentProducerState;
 }
 
 interface Taken {
@@ -110,10 +123,33 @@ export class Sender {
     this.timerAtMs = Number.POSITIVE_INFINITY;
   }
 
+  /** Starts InitProducerId; drains again when it answered, or after a backoff when it failed. */
+  private initialize(idempotence: IdempotentProducerState): void {
+    if (this.initializing) return;
+    this.initializing = true;
+    idempotence.initialize().then(
+      () => {
+        this.initializing = false;
+        this.initAttempts = 0;
+        this.wake(0);
+      },
+      () => {
+        this.initializing = false;
+        this.wake(Date.now() + backoffMs(this.initAttempts++));
+      },
+    );
+  }
+
+  private initializing = false;
+  private initAttempts = 0;
+
   /** One pass over the partitions with batches: sends what can go now. */
   private drain(): void {
     const now = Date.now();
     let nextAtMs = Number.POSITIVE_INFINITY;
+    const idempotence = this.options.idempotence;
+    const waitForId = idempotence !== undefined && !idempotence.ready;
+    if (waitForId && this.acc.nonEmpty.size > 0) this.initialize(idempotence);
     const byLeader = new Map<string, PartitionQueue[]>();
     for (const q of this.acc.nonEmpty) {
       if (q.inFlight) continue;
@@ -122,6 +158,10 @@ export class Sender {
         continue;
       }
       if (this.expire(q, now)) continue;
+      if (waitForId) {
+        nextAtMs = Math.min(nextAtMs, q.batches[0]!.createdMs + this.options.deliveryTimeoutMs);
+        continue;
+      }
       const at = this.acc.sendableAtMs(q);
       if (at > now) {
         nextAtMs = Math.min(nextAtMs, at, q.batches[0]!.createdMs + this.options.deliveryTimeoutMs);
@@ -193,9 +233,7 @@ export class Sender {
     for (const t of taken) {
       t.q.inFlight = true;
       try {
-        const closed = t.batches.map((b) =>
-          b.builder.close({ compression: this.options.compression }),
-        );
+        const closed = t.batches.map((b) => this.closeBatch(t.q, b));
         const records = closed.length === 1 ? closed[0]! : Buffer.concat(closed);
         partitions.push({ topic: t.q.topic, partition: t.q.partition, records });
         sent.push(t);
@@ -241,6 +279,11 @@ export class Sender {
         }
         const message = r?.errorMessage || `no result for the partition (${ErrorCode[code]})`;
         const error = new SamsaError(code, `${t.q.topic}-${t.q.partition}: ${message}`);
+        if (SEQUENCE_RESET_CODES.has(code) && this.restartSequences(t.q, error)) {
+          // Refused, not written: retried at once under the partition's new epoch.
+          this.lastErrors.set(t.q, error);
+          return;
+        }
         this.failed(t.q, t.batches.length, error, at, address);
       });
     } finally {
@@ -248,6 +291,41 @@ export class Sender {
       this.inFlight.set(address, this.inFlight.get(address)! - 1);
       this.wake(0);
     }
+  }
+
+  /** Closes a batch for sending; an idempotent one takes its sequence numbers now, once. */
+  private closeBatch(q: PartitionQueue, b: ProducerBatch): Buffer {
+    const idempotence = this.options.idempotence;
+    if (idempotence === undefined || b.builder.closed) {
+      return b.builder.close({ compression: this.options.compression });
+    }
+    const fields = idempotence.assign(q.topic, q.partition, b.recordCount);
+    b.baseSequence = fields.baseSequence;
+    return b.builder.close({ compression: this.options.compression, ...fields });
+  }
+
+  /**
+   * KIP-360 after OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID: the partition's epoch goes
+   * up and every batch of `q` that has a sequence gets new ones from 0, in queue order. False
+   * (the batches then fail with `err`) once a batch restarted too often or the epoch is used up.
+   */
+  private restartSequences(q: PartitionQueue, err: SamsaError): boolean {
+    const idempotence = this.options.idempotence;
+    if (idempotence === undefined) return false;
+    const sequenced = q.batches.filter((b) => b.builder.closed);
+    if (sequenced.some((b) => b.sequenceResets >= SEQUENCE_RESETS_PER_BATCH_MAX)) return false;
+    try {
+      idempotence.bumpEpoch(q.topic, q.partition, err);
+    } catch {
+      return false;
+    }
+    for (const b of sequenced) {
+      const fields = idempotence.assign(q.topic, q.partition, b.recordCount);
+      b.baseSequence = fields.baseSequence;
+      b.sequenceResets++;
+      b.builder.restampProducer(fields);
+    }
+    return true;
   }
 
   /**

@@ -10,9 +10,14 @@
 import { assert } from "../errors.js";
 import { type BuildBatchOptions, resolveOptions, writeHeader } from "./builder.js";
 import { compressRecords } from "./compression.js";
+import { computeBatchCrc } from "./header.js";
 import {
+  BASE_SEQUENCE_OFFSET,
   BATCH_BYTES_MAX,
   BATCH_HEADER_BYTES,
+  CRC_OFFSET,
+  PRODUCER_EPOCH_OFFSET,
+  PRODUCER_ID_OFFSET,
   BATCH_RECORDS_MAX,
   CompressionType,
 } from "./layout.js";
@@ -194,6 +199,24 @@ export class BatchBuilder {
     }
     writeHeader(batch, o, this.count, this.baseTimestamp, this.maxTimestamp);
     this.closedBytes = batch;
+    return batch;
+  }
+
+  /**
+   * Rewrites the producer fields of the closed batch in place and its CRC (they lie inside the
+   * CRC'd region): an idempotent producer's batch restarting its sequence under a new epoch
+   * (KIP-360). Returns the bytes.
+   */
+  restampProducer(
+    fields: Pick<CloseOptions, "producerId" | "producerEpoch" | "baseSequence">,
+  ): Buffer {
+    const batch = this.closedBytes;
+    assert(batch !== undefined, "only a closed batch is restamped");
+    const o = resolveOptions(fields);
+    batch.writeBigInt64BE(o.producerId, PRODUCER_ID_OFFSET);
+    batch.writeInt16BE(o.producerEpoch, PRODUCER_EPOCH_OFFSET);
+    batch.writeInt32BE(o.baseSequence, BASE_SEQUENCE_OFFSET);
+    batch.writeUInt32BE(computeBatchCrc(batch), CRC_OFFSET);
     return batch;
   }
 }
