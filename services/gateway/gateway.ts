@@ -12,7 +12,7 @@ import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
 import { Partitioner } from "../shared/partitioner.js";
 import { formatHostPort, type GatewayConfig } from "../shared/config/index.js";
-import { adminService, brokerService, gatewayService } from "../shared/grpc/proto.js";
+import { adminService, brokerService, gatewayService, groupService } from "../shared/grpc/proto.js";
 import { createGrpcServer, type GrpcServer } from "../shared/grpc/server.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { runShutdownSteps } from "../shared/run-service.js";
@@ -24,6 +24,7 @@ import { brokerFaceHandlers } from "./broker-face.js";
 import { BrokerPool } from "./broker-pool.js";
 import { GatewayMetrics } from "./gateway-metrics.js";
 import { gatewayServiceHandlers } from "./gateway-service.js";
+import { type Groups, startGroups } from "./groups/groups.js";
 import { MetadataWatch } from "./metadata-watch.js";
 import { Router } from "./router.js";
 import { Routing } from "./routing.js";
@@ -41,6 +42,7 @@ export class Gateway {
   private closeAdminProxy: (() => void) | undefined;
   private watch: MetadataWatch | undefined;
   private pool: BrokerPool | undefined;
+  private groups: Groups | undefined;
   private server: GrpcServer | undefined;
   private metricsServer: MetricsServer | undefined;
   private stopping: Promise<void> | undefined;
@@ -101,6 +103,18 @@ export class Gateway {
       const adminProxy = adminProxyHandlers(this.metadata);
       this.closeAdminProxy = adminProxy.close;
       this.server.addService(adminService, adminProxy.handlers);
+      this.groups = await startGroups({
+        etcd,
+        keys,
+        config: c,
+        metadata: this.metadata,
+        router: serviceDeps.router,
+        routing,
+        registry: this.registry,
+        logger: this.logger,
+        selfAddress: () => formatHostPort(advertisedAddress(c, this.boundPort)),
+      });
+      this.server.addService(groupService, this.groups.handlers);
       this.boundPort = await this.server.listen(c.listener.host, c.listener.port);
       const metadata = this.metadata;
       this.metricsServer = await startMetricsServer({
@@ -133,6 +147,7 @@ export class Gateway {
   private async shutdown(): Promise<void> {
     await runShutdownSteps(this.logger, [
       ["grpc", () => this.server?.stop()],
+      ["groups", () => this.groups?.stop()],
       ["brokers", async () => this.pool?.close()],
       ["watch", async () => this.watch?.close()],
       ["closeAdminProxy", () => this.closeAdminProxy?.()],
