@@ -96,6 +96,21 @@ export class BrokerMetrics {
       (p) => p.log.highWatermark,
     );
     perPartition("samsa_log_segments", "Segments of a partition's log.", (p) => p.log.segmentCount);
+    perPartition(
+      "samsa_producer_ids_active",
+      "Idempotent producer ids with state in a partition (docs/idempotence.md).",
+      (p) => p.log.producerStateStats().activeProducers,
+    );
+    perPartition(
+      "samsa_producer_duplicate_batches",
+      "Re-sent idempotent batches answered with their first offsets, not written again, since the log was opened.",
+      (p) => p.log.producerStateStats().duplicates,
+    );
+    perPartition(
+      "samsa_producer_fenced_epoch_batches",
+      "Idempotent batches refused with INVALID_PRODUCER_EPOCH (a zombie fenced) since the log was opened.",
+      (p) => p.log.producerStateStats().fencedEpochs,
+    );
   }
 
   recordProduce(topic: string, bytes: number, records: number): void {

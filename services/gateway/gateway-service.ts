@@ -12,6 +12,7 @@ import type { GatewayServiceHandlers } from "../shared/generated/samsa/v1/Gatewa
 import type { ServiceHandlers } from "../shared/grpc/handlers.js";
 import { consume, subscribe } from "./consume.js";
 import { initProducerId } from "./producer-id.js";
+import type { GatewayProducers } from "./idempotence.js";
 import { publish } from "./publish.js";
 import type { Router } from "./router.js";
 import { ROUTE_DEADLINE_MARGIN_MS, ROUTE_TIMEOUT_MS_DEFAULT, type Routing } from "./routing.js";
@@ -21,6 +22,8 @@ export interface GatewayServiceDeps {
   readonly routing: Routing;
   readonly router: Router;
   readonly partitioner: Partitioner;
+  /** The gateway's idempotent producer for Publish. */
+  readonly producers?: GatewayProducers;
 }
 
 /** The retry deadline of a unary call: the client's deadline less the margin, capped. */

@@ -26,6 +26,8 @@ import { GatewayMetrics } from "./gateway-metrics.js";
 import { gatewayServiceHandlers } from "./gateway-service.js";
 import { type Groups, startGroups } from "./groups/groups.js";
 import { MetadataWatch } from "./metadata-watch.js";
+import { GatewayProducers } from "./idempotence.js";
+import { initProducerId } from "./producer-id.js";
 import { Router } from "./router.js";
 import { Routing } from "./routing.js";
 
@@ -94,6 +96,9 @@ export class Gateway {
         routing,
         router: new Router(routing, c.clusterId),
         partitioner: new Partitioner(),
+        producers: new GatewayProducers(async (deadline, signal) =>
+          BigInt((await initProducerId(routing, deadline, signal)).producerId),
+        ),
       };
       this.server.addService(gatewayService, gatewayServiceHandlers(serviceDeps));
       this.server.addService(

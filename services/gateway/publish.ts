@@ -5,6 +5,8 @@
  * records become record batches (`buildBatch`, split near {@link PUBLISH_BATCH_BYTES_TARGET})
  * sent back to back in one append, so they get consecutive offsets and succeed or fail
  * together; each record's answer is its partition and offset, or its partition's error code.
+ * With an acknowledgement asked for, the batches carry the gateway's producer id and sequences
+ * (`idempotence.ts`), so the router's retries after a leader change write them once.
  */
 import { topicConfigOf } from "../shared/config/index.js";
 import type { Partitioner } from "../shared/partitioner.js";
@@ -17,7 +19,10 @@ import { BATCH_HEADER_BYTES } from "../shared/record-batch/layout.js";
 import { type ProducerRecord, recordBytesMax } from "../shared/record-batch/records.js";
 import { errorResult, NO_ERROR, parseInt64 } from "../shared/request-parsing.js";
 import { validateTopicName } from "../shared/topic-name.js";
-import type { Router } from "./router.js";
+import { Acks } from "../shared/generated/samsa/v1/Acks.js";
+import type { ProducePartitionResult__Output } from "../shared/generated/samsa/v1/ProducePartitionResult.js";
+import type { GatewayProducers, ProducerTurn } from "./idempotence.js";
+import type { ProduceOptions, Router } from "./router.js";
 import type { Routing } from "./routing.js";
 
 /** Records in one Publish at most. */
@@ -35,6 +40,8 @@ export interface PublishDeps {
   readonly routing: Routing;
   readonly router: Router;
   readonly partitioner: Partitioner;
+  /** The gateway's idempotent producer; undefined: plain appends. */
+  readonly producers?: GatewayProducers;
 }
 
 /** One partition's share of the request. */
@@ -63,6 +70,27 @@ export async function publish(
   const results: PublishResult[] = new Array(n);
   const shares = assign(request, topic.partitions, deps.partitioner, results);
   const batchBytes = batchBytesTarget(topicConfigOf(topic).maxMessageBytes);
+  const options = { acks: request.acks, timeoutMs: request.timeoutMs, method: "Publish" };
+  const producers = deps.producers;
+  if (producers !== undefined && request.acks !== Acks.ACKS_NONE) {
+    const answers = await Promise.all(
+      [...shares].map(([partition, share]) =>
+        producers
+          .append(request.topic, partition, share.records.length, deadline, signal, (turn) =>
+            sendOne(deps, request.topic, partition, buildBatches(share.records, batchBytes, turn), {
+              options,
+              deadline,
+              signal,
+            }),
+          )
+          .catch((err: unknown) => ({ partition, ...errorResult(err), baseOffset: "-1" })),
+      ),
+    );
+    for (const [k, partition] of [...shares.keys()].entries()) {
+      fill(results, partition, shares.get(partition)!.indices, answers[k]!);
+    }
+    return { results };
+  }
   const partitions = [...shares.keys()];
   const parts: { topic: string; partition: number; records: Buffer }[] = [];
   for (const partition of partitions) {
@@ -78,23 +106,53 @@ export async function publish(
       shares.delete(partition);
     }
   }
-  const options = { acks: request.acks, timeoutMs: request.timeoutMs, method: "Publish" };
   const answers =
     parts.length === 0 ? [] : await deps.router.produceParts(parts, options, deadline, signal);
   for (const [k, answer] of answers.entries()) {
     const partition = parts[k]!.partition;
-    const base = Number(answer.baseOffset);
-    const ok = answer.errorCode === NO_ERROR;
-    for (const [position, i] of shares.get(partition)!.indices.entries()) {
-      results[i] = {
-        partition,
-        offset: ok && base >= 0 ? String(base + position) : "-1",
-        errorCode: answer.errorCode,
-        errorMessage: answer.errorMessage,
-      };
-    }
+    fill(results, partition, shares.get(partition)!.indices, answer);
   }
   return { results };
+}
+
+/** One partition's append through the router. */
+async function sendOne(
+  deps: PublishDeps,
+  topic: string,
+  partition: number,
+  records: Buffer,
+  call: {
+    options: ProduceOptions;
+    deadline: Deadline;
+    signal: AbortSignal;
+  },
+): Promise<ProducePartitionResult__Output> {
+  const [answer] = await deps.router.produceParts(
+    [{ topic, partition, records }],
+    call.options,
+    call.deadline,
+    call.signal,
+  );
+  return answer!;
+}
+
+/** The results of a partition's records from its append's answer. */
+function fill(
+  results: PublishResult[],
+  partition: number,
+  indices: readonly number[],
+  answer: { baseOffset: string; errorCode: PublishResult["errorCode"]; errorMessage: string },
+): void {
+  const base = Number(answer.baseOffset);
+  const ok = answer.errorCode === NO_ERROR;
+  for (const [position, i] of indices.entries()) {
+    results[i] = {
+      partition,
+      offset: ok && base >= 0 ? String(base + position) : "-1",
+      errorCode: answer.errorCode,
+      errorMessage: answer.errorMessage,
+    };
+  }
 }
 
 /**
@@ -145,20 +203,34 @@ function batchBytesTarget(topicMaxMessageBytes: number | undefined): number {
   return Math.min(PUBLISH_BATCH_BYTES_TARGET, max - BATCH_HEADER_BYTES);
 }
 
-/** The records as batches of about `targetBytes` each (estimated), back to back. */
-function buildBatches(records: ProducerRecord[], targetBytes: number): Buffer {
+/**
+ * The records as batches of about `targetBytes` each (estimated), back to back; with `turn`,
+ * each batch carries the producer id, epoch and its first record's sequence.
+ */
+function buildBatches(records: ProducerRecord[], targetBytes: number, turn?: ProducerTurn): Buffer {
   const batches: Buffer[] = [];
   let start = 0;
   let bytes = 0;
+  const build = (from: number, to: number) =>
+    buildBatch(
+      records.slice(from, to),
+      turn === undefined
+        ? {}
+        : {
+            producerId: turn.producerId,
+            producerEpoch: turn.producerEpoch,
+            baseSequence: turn.baseSequence + from,
+          },
+    );
   for (const [i, r] of records.entries()) {
     const size = recordBytesMax(r);
     if (i > start && bytes + size > targetBytes) {
-      batches.push(buildBatch(records.slice(start, i)));
+      batches.push(build(start, i));
       start = i;
       bytes = 0;
     }
     bytes += size;
   }
-  batches.push(buildBatch(records.slice(start)));
+  batches.push(build(start, records.length));
   return batches.length === 1 ? batches[0]! : Buffer.concat(batches);
 }
