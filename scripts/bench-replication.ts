@@ -517,6 +517,7 @@ async function main(): Promise<void> {
     brokers: 3,
     logLevel: "warn",
     brokerArgs: BROKER_ARGS,
+    keepDataDir: process.env.BENCH_KEEP_DIR === "1",
   });
   const admin = new AdminClient({ controllers: lc.controllers });
   try {

@@ -348,6 +348,7 @@ export class AppendPipeline {
       log.unflushedMessages += item.summary.recordCount;
     }
     log.endOffset = w.infos.at(-1)!.lastOffset + 1;
+    log.recent.add(w.chunks, w.infos);
     if (log.config.flushMessages > 0 && log.unflushedMessages >= log.config.flushMessages) {
       await this.flusher.flushNow();
     } else if (log.config.flushStrict) {

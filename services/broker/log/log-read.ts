@@ -38,6 +38,9 @@ export async function readBatches(
       `maxBytes ${maxBytes} must be a non-negative integer`,
     );
   }
+  // The log end is usually in memory (followers and tailing consumers read there).
+  const tail = log.recent.read(offset, maxBytes, maxOffset);
+  if (tail !== undefined) return answer(tail.bytes, tail.nextOffset);
   for (let i = segmentIndexFor(segments, offset); i < segments.length; i++) {
     const seg = segments[i]!;
     if (seg.baseOffset >= maxOffset) break;

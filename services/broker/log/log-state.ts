@@ -22,6 +22,7 @@ import { writePartitionCheckpoint } from "./partition-checkpoint.js";
 import type { LoadedLog } from "./partition-loader.js";
 import type { PartitionLogOptions } from "./partition-log.js";
 import { writeProducerSnapshot } from "./producer-snapshot.js";
+import { RecentAppends } from "./recent-appends.js";
 import { ProducerStateManager } from "./producer-state.js";
 import { LogSegment } from "./segment.js";
 import { SerialQueue } from "./serial-queue.js";
@@ -56,6 +57,8 @@ export class LogState {
   readonly producers: ProducerStateManager;
   /** Idempotent appends answered as duplicates, and refused for an old producer epoch. */
   readonly producerCounters = { duplicates: 0, fencedEpochs: 0 };
+  /** The batches last written, kept in memory for reads at the log end (`recent-appends.ts`). */
+  readonly recent = new RecentAppends();
   /** The serial write queue: appends, roll, truncation, retention, DeleteRecords. */
   readonly queue = new SerialQueue();
   private readonly checkpointQueue = new SerialQueue();

@@ -72,4 +72,5 @@ function afterTruncation(log: LogState): void {
   log.hw = Math.min(log.hw, log.endOffset);
   log.recoveryPoint = Math.min(log.recoveryPoint, log.endOffset);
   log.unflushedMessages = 0;
+  log.recent.clear();
 }

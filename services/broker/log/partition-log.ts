@@ -68,7 +68,7 @@ export interface ReadOptions {
 
 /** The answer to a read. `bytes` is empty when nothing is available yet. */
 export interface ReadResult {
-  /** Whole record batches, back to back, exactly as stored (CRC-checked). */
+  /** Whole record batches, back to back, exactly as stored (CRC-checked when read from a file; the in-memory tail was checked when appended). */
   bytes: Buffer;
   /** Offset to read next: one past the last offset of the last batch returned. */
   nextOffset: number;
