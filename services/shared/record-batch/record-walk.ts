@@ -14,9 +14,10 @@
  * - for CREATE_TIME batches: the header's `maxTimestamp` is the largest record timestamp, which
  *   the time index relies on.
  *
- * It reads varints through one {@link ByteReader} per batch (whose one- and two-byte fast paths
- * inline into the loop) and skips keys, values and headers by moving the cursor: the cost is a
- * few varint reads per record.
+ * Cost: a tight loop over the buffer, one- and two-byte varints decoded inline (longer ones by
+ * the bounded `ByteReader`), keys, values and headers skipped by moving the cursor; nothing is
+ * allocated per record. About as much CPU as the batch's CRC-32C for 100-byte records
+ * (docs/performance.md, "The record walk").
  */
 import { ErrorCode, SamsaError } from "../errors.js";
 import { DECOMPRESSED_BATCH_BYTES_MAX, decompressRecords } from "./compression.js";
@@ -38,6 +39,11 @@ import { ByteReader } from "./varint.js";
 
 /** Smallest encoded header: keyLength and valueLength, one byte each. */
 const HEADER_BYTES_MIN = 2;
+// Imported constants copied into module constants: under tsx (how the services run) an imported
+// binding is read through a getter, which in the loop below cost more than the walk itself.
+const BODY_BYTES_MIN = RECORD_BODY_BYTES_MIN;
+const NULL = NULL_LENGTH;
+const TIMESTAMP_TYPE_BIT = TIMESTAMP_TYPE_MASK;
 
 /**
  * Largest decompressed records region the append walk inflates: {@link DECOMPRESSED_BATCH_BYTES_MAX}
@@ -148,9 +154,9 @@ export function walkRecords(
   if (recordCount * RECORD_BYTES_MIN > data.length) {
     throw invalid(0, `${data.length} bytes cannot hold ${recordCount} records`);
   }
-  const r = new ByteReader(data);
+  let end = 0;
   try {
-    walkLoop(r, header, options.contiguousOffsets === true);
+    end = walkLoop(data, header, options.contiguousOffsets === true);
   } catch (err) {
     // A ByteReader error (truncated or overlong varint) names no record: add the index.
     if (err instanceof SamsaError && !err.message.startsWith("record ")) {
@@ -158,71 +164,143 @@ export function walkRecords(
     }
     throw err;
   }
-  if (r.pos !== data.length) {
+  if (end !== data.length) {
     throw invalid(
       recordCount,
-      `${data.length - r.pos} bytes after the batch's ${recordCount} records`,
+      `${data.length - end} bytes after the batch's ${recordCount} records`,
     );
   }
 }
 
 /** Current record of the walk in progress, for error messages (the walk is synchronous). */
 let walkIndex = 0;
+/** Position after the varint the last {@link varintAt} or {@link varlongAt} read. */
+let next = 0;
 
-/** The loop over the records. Kept small so V8 optimises it whole. */
-function walkLoop(r: ByteReader, header: WalkContext, contiguous: boolean): void {
+/**
+ * The loop over the records: a cursor over `data` and varint reads whose one-byte case is
+ * inlined; nothing is allocated. Bounds: `end` is the current record's end inside it. Returns
+ * the position after the last record.
+ */
+function walkLoop(data: Buffer, header: WalkContext, contiguous: boolean): number {
   const { recordCount, lastOffsetDelta } = header;
-  const dataEnd = r.end;
+  const dataEnd = data.length;
+  let pos = 0;
   let previousDelta = -1;
   let maxTimestampDelta = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < recordCount; i++) {
     walkIndex = i;
-    const length = r.readVarint();
-    if (length < RECORD_BODY_BYTES_MIN || length > r.remaining) {
-      throw invalid(i, `length ${length} invalid with ${r.remaining} bytes left`);
+    const length = varintAt(data, pos, dataEnd);
+    pos = next;
+    if (length < BODY_BYTES_MIN || length > dataEnd - pos) {
+      throw invalid(i, `length ${length} invalid with ${dataEnd - pos} bytes left`);
     }
-    const recordEnd = r.pos + length;
-    r.end = recordEnd;
-    r.pos += 1; // attributes: unused in v2 (length ≥ 6, so the byte is there)
-    const timestampDelta = r.readVarlong();
+    const end = pos + length;
+    // attributes (unused in v2) at `pos`: length ≥ 6, so the byte is there.
+    const timestampDelta = varlongAt(data, pos + 1, end);
     if (timestampDelta > maxTimestampDelta) maxTimestampDelta = timestampDelta;
-    const offsetDelta = r.readVarint();
+    const offsetDelta = varintAt(data, next, end);
     if (
       contiguous ? offsetDelta !== i : offsetDelta <= previousDelta || offsetDelta > lastOffsetDelta
     ) {
       throw invalid(i, `offset delta ${offsetDelta} out of order (previous ${previousDelta})`);
     }
     previousDelta = offsetDelta;
-    skipNullable(r, i, "key");
-    skipNullable(r, i, "value");
-    const headerCount = r.readVarint();
-    if (headerCount < 0 || headerCount > r.remaining / HEADER_BYTES_MIN) {
-      throw invalid(i, `header count ${headerCount} invalid for ${r.remaining} bytes left`);
-    }
-    for (let h = 0; h < headerCount; h++) {
-      const keyLength = r.readVarint();
-      if (keyLength < 0 || keyLength > r.remaining) {
-        throw invalid(i, `header key length ${keyLength} invalid with ${r.remaining} bytes left`);
-      }
-      r.pos += keyLength;
-      skipNullable(r, i, "header value");
-    }
-    if (r.pos !== recordEnd) {
-      throw invalid(i, `${recordEnd - r.pos} bytes past its fields`);
-    }
-    r.end = dataEnd;
+    pos = skipNullable(data, next, end, i, "key");
+    pos = skipNullable(data, pos, end, i, "value");
+    const headerCount = varintAt(data, pos, end);
+    pos = next;
+    if (headerCount !== 0) pos = skipHeaders(data, pos, end, i, headerCount);
+    if (pos !== end) throw invalid(i, `${end - pos} bytes past its fields`);
   }
   walkIndex = recordCount;
   if (recordCount > 0) checkEnd(header, previousDelta, maxTimestampDelta);
+  return pos;
 }
 
-function skipNullable(r: ByteReader, i: number, what: string): void {
-  const length = r.readVarint();
-  if (length === NULL_LENGTH) return;
-  if (length < 0 || length > r.remaining) {
-    throw invalid(i, `${what} length ${length} invalid with ${r.remaining} bytes left`);
+/** Reads a zigzag varint at `pos` (before `end`); the position after it goes to `next`. */
+function varintAt(buf: Buffer, pos: number, end: number): number {
+  // One and two bytes (|value| < 8192) inline: record lengths, offset deltas and the lengths
+  // of ordinary keys and values.
+  if (pos < end) {
+    const b0 = buf[pos]!;
+    if (b0 < 0x80) {
+      next = pos + 1;
+      return (b0 >>> 1) ^ -(b0 & 1);
+    }
+    if (pos + 1 < end) {
+      const b1 = buf[pos + 1]!;
+      if (b1 < 0x80) {
+        const u = (b0 & 0x7f) | (b1 << 7);
+        next = pos + 2;
+        return (u >>> 1) ^ -(u & 1);
+      }
+    }
   }
-  r.pos += length;
+  const r = scratchReader(buf, pos, end);
+  const value = r.readVarint();
+  next = r.pos;
+  return value;
+}
+
+/** Reads a zigzag varlong at `pos` (before `end`); the position after it goes to `next`. */
+function varlongAt(buf: Buffer, pos: number, end: number): number {
+  if (pos < end) {
+    const b0 = buf[pos]!;
+    if (b0 < 0x80) {
+      next = pos + 1;
+      return (b0 >>> 1) ^ -(b0 & 1);
+    }
+    if (pos + 1 < end) {
+      const b1 = buf[pos + 1]!;
+      if (b1 < 0x80) {
+        const u = (b0 & 0x7f) | (b1 << 7);
+        next = pos + 2;
+        return (u >>> 1) ^ -(u & 1);
+      }
+    }
+  }
+  const r = scratchReader(buf, pos, end);
+  const value = r.readVarlong();
+  next = r.pos;
+  return value;
+}
+
+/** One reader reused for the multi-byte varints (the bounded, overflow-checked decoder). */
+let scratch: ByteReader | undefined;
+
+function scratchReader(buf: Buffer, pos: number, end: number): ByteReader {
+  if (scratch === undefined || scratch.buf !== buf) scratch = new ByteReader(buf);
+  scratch.pos = pos;
+  scratch.end = end;
+  return scratch;
+}
+
+/** Skips a length-prefixed field (−1: null); returns the position after it. */
+function skipNullable(buf: Buffer, pos: number, end: number, i: number, what: string): number {
+  const length = varintAt(buf, pos, end);
+  pos = next;
+  if (length === NULL) return pos;
+  if (length < 0 || length > end - pos) {
+    throw invalid(i, `${what} length ${length} invalid with ${end - pos} bytes left`);
+  }
+  return pos + length;
+}
+
+/** Skips `count` headers; returns the position after them. */
+function skipHeaders(buf: Buffer, pos: number, end: number, i: number, count: number): number {
+  if (count < 0 || count > (end - pos) / HEADER_BYTES_MIN) {
+    throw invalid(i, `header count ${count} invalid for ${end - pos} bytes left`);
+  }
+  for (let h = 0; h < count; h++) {
+    const keyLength = varintAt(buf, pos, end);
+    pos = next;
+    if (keyLength < 0 || keyLength > end - pos) {
+      throw invalid(i, `header key length ${keyLength} invalid with ${end - pos} bytes left`);
+    }
+    pos = skipNullable(buf, pos + keyLength, end, i, "header value");
+  }
+  return pos;
 }
 
 function checkEnd(header: WalkContext, lastDelta: number, maxTimestampDelta: number): void {
@@ -233,7 +311,7 @@ function checkEnd(header: WalkContext, lastDelta: number, maxTimestampDelta: num
       `offset delta ${lastDelta} of the last record differs from the header's ${header.lastOffsetDelta}`,
     );
   }
-  const createTime = (header.attributes & TIMESTAMP_TYPE_MASK) === 0;
+  const createTime = (header.attributes & TIMESTAMP_TYPE_BIT) === 0;
   const maxTimestamp = header.baseTimestamp + maxTimestampDelta;
   if (createTime && maxTimestamp !== header.maxTimestamp) {
     throw invalid(
