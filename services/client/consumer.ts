@@ -15,7 +15,7 @@ import type { FetchResponse__Output } from "../shared/generated/samsa/v1/FetchRe
 import { IsolationLevel } from "../shared/generated/samsa/v1/IsolationLevel.js";
 import { unary } from "../shared/grpc/client.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
-import { iterateBatches, lastOffsetOf } from "../shared/record-batch/index.js";
+import { decodeBatchAt, type OnCorruptBatch, skipCorruptAnswer } from "./corrupt-batch.js";
 import { listOffsets, type OffsetSpec } from "./list-offsets.js";
 import { Cluster, type ClusterOptions, needsMetadataRefresh } from "./metadata.js";
 import { asSamsaError } from "./produce-job.js";
@@ -72,6 +72,13 @@ export interface ConsumeOptions {
   autoOffsetReset?: OffsetReset;
   /** Deadline of finding the topic and the start offsets, ms. Default {@link API_TIMEOUT_MS_DEFAULT}. */
   startTimeoutMs?: number;
+  /**
+   * Moves past damaged batches (a stored batch failing its CRC, or one that does not decode),
+   * calling this for each with what was skipped. Default none: the iteration throws
+   * CORRUPT_MESSAGE naming the partition and offset (a later `consume` from the offset after
+   * the batch is the manual seek past it).
+   */
+  onCorruptBatch?: OnCorruptBatch;
 }
 
 /** Options of {@link Consumer}. Give `cluster` (shared) or `bootstrapServers` (owned). */
@@ -215,7 +222,13 @@ export class Consumer {
       const code = fromProtoErrorCode(result.errorCode);
       if (code === ErrorCode.NONE) {
         s.attempt = 0;
-        yield* this.records(topic, s, result.records);
+        yield* this.records(topic, s, result.records, options.onCorruptBatch);
+      } else if (code === ErrorCode.CORRUPT_MESSAGE) {
+        const where = { topic, partition: s.partition, position: s.position };
+        const next = Number(result.nextOffset);
+        const skip = skipCorruptAnswer(where, next, result.errorMessage, options.onCorruptBatch);
+        if (skip instanceof SamsaError) throw skip;
+        s.position = skip;
       } else if (code === ErrorCode.OFFSET_OUT_OF_RANGE && reset !== "none") {
         const offsets = await this.listOffsets(topic, [s.partition], reset, signal);
         s.position = offsets.get(s.partition) ?? s.position;
@@ -376,9 +389,20 @@ export class Consumer {
    * are decoded one at a time (their records die young, cheap for the garbage collector), so a
    * corrupt batch throws after the records of the good batches before it.
    */
-  private *records(topic: string, s: PartitionState, data: Buffer): Generator<ConsumerRecord> {
-    if (data.length === 0) return;
-    for (const batch of iterateBatches(data)) {
+  private *records(
+    topic: string,
+    s: PartitionState,
+    data: Buffer,
+    onCorrupt: OnCorruptBatch | undefined,
+  ): Generator<ConsumerRecord> {
+    for (let pos = 0; pos < data.length; ) {
+      const where = { topic, partition: s.partition, position: s.position };
+      const { batch, size, nextOffset } = decodeBatchAt(data, pos, where, onCorrupt);
+      pos += size;
+      if (batch === undefined) {
+        s.position = Math.max(s.position, nextOffset); // skipped on purpose
+        continue;
+      }
       for (const r of batch.records) {
         if (r.offset < s.position) continue;
         s.position = r.offset + 1;
@@ -392,7 +416,7 @@ export class Consumer {
           headers: r.headers,
         };
       }
-      s.position = Math.max(s.position, lastOffsetOf(batch.header) + 1);
+      s.position = Math.max(s.position, nextOffset);
     }
   }
 

@@ -49,7 +49,31 @@ export {
   type OffsetReset,
   type StartFrom,
 } from "./consumer.js";
+export type { OnCorruptBatch, SkippedBatch } from "./corrupt-batch.js";
 export { type ListOffsetsOptions, listOffsets, type OffsetSpec } from "./list-offsets.js";
+export {
+  AUTO_COMMIT_INTERVAL_MS_DEFAULT,
+  type CommittedPosition,
+  type EachBatchPayload,
+  type EachMessagePayload,
+  GroupConsumer,
+  type GroupConsumerOptions,
+  type RebalanceListener,
+  type RunOptions,
+} from "./group-consumer.js";
+export {
+  type CommittedOffsetInfo,
+  GroupClient,
+  type GroupClientOptions,
+  type GroupDescriptionInfo,
+  type GroupListingInfo,
+  type GroupMemberInfo,
+  type GroupStateName,
+  type GroupTopicPartition,
+  type OffsetResetInfo,
+  type PartitionLagInfo,
+  type ResetTarget,
+} from "./group-client.js";
 export {
   FETCH_BYTES_MAX_DEFAULT,
   FETCH_PARTITION_BYTES_MAX_DEFAULT,

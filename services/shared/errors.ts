@@ -370,6 +370,13 @@ export class SamsaError extends Error {
   }
 }
 
+/**
+ * Metadata key of a CORRUPT_MESSAGE read error: the offset where the next batch after the
+ * damaged one starts, where a reader that skips the damage on purpose resumes (a Fetch answer
+ * carries it as the partition's `next_offset`).
+ */
+export const NEXT_OFFSET_METADATA_KEY = "samsa-next-offset";
+
 /** True when `err` is a {@link SamsaError} with the given code. */
 export function isSamsaError(err: unknown, code?: ErrorCode): err is SamsaError {
   return err instanceof SamsaError && (code === undefined || err.code === code);

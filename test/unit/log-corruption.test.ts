@@ -2,7 +2,8 @@
  * Damaged bytes on disk: recovery after an unclean stop must cut the log at the first torn or
  * corrupt batch (and drop every later segment), say so in a warning, and serve nothing past the
  * cut; damaged index files must be rebuilt from the log; a batch damaged while the log is open
- * must fail its read with KAFKA_STORAGE_ERROR instead of reaching a consumer.
+ * must fail its read with CORRUPT_MESSAGE (a damaged length field: KAFKA_STORAGE_ERROR) instead
+ * of reaching a consumer.
  *
  * An unclean stop is simulated after a clean close by deleting the `.clean-shutdown` marker
  * (and, where older segments must be re-validated too, lowering the checkpoint's recovery point
@@ -37,7 +38,7 @@ import {
   segmentFileName,
   TIME_INDEX_FILE_SUFFIX,
 } from "../../services/broker/log/segment.js";
-import { ErrorCode, isSamsaError } from "../../services/shared/errors.js";
+import { ErrorCode, isSamsaError, NEXT_OFFSET_METADATA_KEY } from "../../services/shared/errors.js";
 import { type CapturedLine, memoryLogger } from "../../services/shared/logger.js";
 import { buildBatch, decodeBatches } from "../../services/shared/record-batch/builder.js";
 import { batchSizeBytes, readBatchHeader } from "../../services/shared/record-batch/header.js";
@@ -474,7 +475,7 @@ function timestampIn(w: WrittenLog, batch: BatchOnDisk): number {
 describe("a batch damaged while the log is open", () => {
   const storageError = (err: unknown) => isSamsaError(err, ErrorCode.KAFKA_STORAGE_ERROR);
 
-  it("fails its read with KAFKA_STORAGE_ERROR instead of serving bad bytes", async () => {
+  it("fails its read with CORRUPT_MESSAGE instead of serving bad bytes", async () => {
     const w = await writeLog();
     await withLog(w.dir, async (log) => {
       await log.flush();
@@ -484,8 +485,15 @@ describe("a batch damaged while the log is open", () => {
       assert.equal(before.segmentBase, older);
       await flipByte(logPath(w.dir, older), bad.position + BATCH_HEADER_BYTES + 5);
 
-      await assert.rejects(log.read(bad.baseOffset, SCAN_READ_BYTES), storageError);
-      await assert.rejects(log.read(bad.lastOffset, 1), storageError);
+      // CORRUPT_MESSAGE (permanent, unlike KAFKA_STORAGE_ERROR) naming the batch's offset and,
+      // for readers that skip it on purpose, where the next batch starts.
+      const next = String(bad.lastOffset + 1);
+      const corrupt = (err: unknown) =>
+        isSamsaError(err, ErrorCode.CORRUPT_MESSAGE) &&
+        err.message.includes(`corrupt batch at offset ${bad.baseOffset} `) &&
+        err.metadata?.[NEXT_OFFSET_METADATA_KEY] === next;
+      await assert.rejects(log.read(bad.baseOffset, SCAN_READ_BYTES), corrupt);
+      await assert.rejects(log.read(bad.lastOffset, 1), corrupt);
       // A read from an earlier batch gets the good batches, stops before the bad one, and the
       // next read (where a consumer continues) fails.
       const r = await log.read(before.baseOffset, SCAN_READ_BYTES);
@@ -496,7 +504,7 @@ describe("a batch damaged while the log is open", () => {
         served.every((b) => b.header.baseOffset < bad.baseOffset),
         "nothing from the bad batch on is served",
       );
-      await assert.rejects(log.read(r.nextOffset, SCAN_READ_BYTES), storageError);
+      await assert.rejects(log.read(r.nextOffset, SCAN_READ_BYTES), corrupt);
       // A time lookup whose answer lies in the bad batch fails too rather than answering.
       await assert.rejects(log.offsetForTimestamp(timestampIn(w, bad)), isSamsaError);
       // Batches elsewhere are still served.

@@ -2,6 +2,7 @@
  * Fetch (consumers): every asked partition read below its high watermark, within the request's
  * byte budget, long-polled when fewer than `min_bytes` are there (long-poll.ts).
  */
+import { ErrorCode, NEXT_OFFSET_METADATA_KEY, SamsaError } from "../../shared/errors.js";
 import type { FetchPartitionResult } from "../../shared/generated/samsa/v1/FetchPartitionResult.js";
 import type { FetchRequest__Output } from "../../shared/generated/samsa/v1/FetchRequest.js";
 import { NO_OFFSET } from "../../shared/protocol-limits.js";
@@ -73,9 +74,16 @@ async function readPartition(
       logStartOffset: none,
       logEndOffset: none,
       records: EMPTY,
-      nextOffset: String(offset),
+      // A damaged stored batch: where the next batch starts, for readers that skip it.
+      nextOffset: nextOffsetOf(err) ?? String(offset),
     });
   }
+}
+
+function nextOffsetOf(err: unknown): string | undefined {
+  return err instanceof SamsaError && err.code === ErrorCode.CORRUPT_MESSAGE
+    ? err.metadata?.[NEXT_OFFSET_METADATA_KEY]
+    : undefined;
 }
 
 /** Answers a Fetch: at once when `min_bytes` are there or a partition failed, else after a long poll. */

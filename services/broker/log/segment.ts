@@ -5,13 +5,17 @@
  */
 import { access, type FileHandle, open, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { assert, ErrorCode, SamsaError } from "../../shared/errors.js";
+import { assert, ErrorCode, NEXT_OFFSET_METADATA_KEY, SamsaError } from "../../shared/errors.js";
 import {
   type BatchHeader,
   readBatchHeader,
   validateBatch,
 } from "../../shared/record-batch/header.js";
-import { BATCH_BYTES_MAX, BATCH_HEADER_BYTES } from "../../shared/record-batch/layout.js";
+import {
+  BATCH_BYTES_MAX,
+  BATCH_HEADER_BYTES,
+  LOG_OVERHEAD_BYTES,
+} from "../../shared/record-batch/layout.js";
 import { readAt, type ScanStop, scanBatches } from "./batch-scanner.js";
 import type { LogConfig } from "../../shared/config/log-config.js";
 import { OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from "./offset-index.js";
@@ -28,6 +32,8 @@ const READ_CACHE_ENTRIES_MAX = 64;
 export const HEADER_SCAN_WINDOW_BYTES = 16 * 1024;
 /** Offsets relative to a segment's base must fit an int32 index entry. */
 export const RELATIVE_OFFSET_MAX = 2 ** 31 - 1;
+/** Bytes of a batch's base offset field (int64, the batch's first bytes). */
+const BASE_OFFSET_BYTES = 8;
 
 /** `<20-digit zero-padded offset><suffix>`, Kafka's file naming. */
 export function segmentFileName(baseOffset: number, suffix: string): string {
@@ -411,16 +417,41 @@ export class LogSegment {
         nextOffset = h.baseOffset + h.lastOffsetDelta + 1;
       } catch (err) {
         if (pos > 0) break; // serve the good batches; the bad one fails the next read
-        throw new SamsaError(
-          ErrorCode.KAFKA_STORAGE_ERROR,
-          `corrupt batch at position ${found.position} of ${this.logPath}: ${(err as Error).message}`,
-        );
+        throw await this.corruptBatch(offset, found, err);
       }
       pos += size;
     }
     if (pos === 0) return undefined;
     this.rememberPosition(nextOffset, found.position + pos);
     return { bytes: pos === buf.length ? buf : buf.subarray(0, pos), nextOffset };
+  }
+
+  /**
+   * The error for a stored batch that fails its check (a bit flip the CRC caught): permanent, so
+   * CORRUPT_MESSAGE (not the retriable KAFKA_STORAGE_ERROR), naming the batch's offset and where
+   * the next batch starts, which also travels as {@link NEXT_OFFSET_METADATA_KEY} so that a
+   * reader can move past the damage on purpose (the consumer's `onCorruptBatch`).
+   */
+  private async corruptBatch(
+    offset: number,
+    found: { position: number; header: BatchHeader },
+    err: unknown,
+  ): Promise<SamsaError> {
+    const h = found.header;
+    const nextPosition = found.position + h.batchLength + LOG_OVERHEAD_BYTES;
+    // The next batch's base offset (outside any CRC, stamped by the leader) is more trustworthy
+    // than this batch's own last offset delta, which lies in the damaged CRC'd region.
+    let next = this.nextOffset;
+    if (nextPosition + BASE_OFFSET_BYTES <= this.size) {
+      next = Number((await readAt(this.fh, nextPosition, BASE_OFFSET_BYTES)).readBigInt64BE(0));
+    }
+    if (!Number.isSafeInteger(next) || next <= offset) next = offset + 1;
+    return new SamsaError(
+      ErrorCode.CORRUPT_MESSAGE,
+      `corrupt batch at offset ${h.baseOffset} (position ${found.position} of ${this.logPath}): ` +
+        `${(err as Error).message}; the next batch starts at offset ${next}`,
+      { metadata: { [NEXT_OFFSET_METADATA_KEY]: String(next) } },
+    );
   }
 
   /**

@@ -2,10 +2,12 @@
  * `samsa consume`: prints record values one per line (like kafka-console-consumer), from the
  * latest offset by default, from the beginning with `--from-beginning`, or from `--offset` of
  * one `--partition`. It ends after `--max-messages` records, after `--timeout-ms` without a new
- * record, or on Ctrl-C, and then reports the count on standard error.
+ * record, or on Ctrl-C, and then reports the count on standard error. A damaged batch stops it
+ * with CORRUPT_MESSAGE naming the partition and offset; `--skip-corrupt` moves past it instead and
+ * reports each skip on standard error.
  */
 import type { Command } from "commander";
-import { Consumer, type StartFrom } from "../../client/index.js";
+import { Consumer, type SkippedBatch, type StartFrom } from "../../client/index.js";
 import { ErrorCode, SamsaError } from "../../shared/errors.js";
 import { CONSUME_KEY_SEPARATOR_DEFAULT } from "../defaults.js";
 import { intAtLeast, type OffsetArg, parseOffset } from "./args.js";
@@ -23,6 +25,7 @@ interface ConsumeOptions extends GlobalOptions {
   printOffset?: boolean;
   printPartition?: boolean;
   keySeparator: string;
+  skipCorrupt?: boolean;
 }
 
 /** Adds the `consume` command to `program`. */
@@ -47,6 +50,10 @@ export function addConsumeCommand(program: Command, ctx: CliContext): void {
       "--key-separator <sep>",
       "between key and value with --print-key",
       CONSUME_KEY_SEPARATOR_DEFAULT,
+    )
+    .option(
+      "--skip-corrupt",
+      "move past damaged batches (each skip is reported on standard error) instead of failing",
     )
     .action(async (_opts: object, cmd: Command) => {
       await consume(ctx, cmd.optsWithGlobals<ConsumeOptions>());
@@ -95,6 +102,7 @@ async function consume(ctx: CliContext, opts: ConsumeOptions): Promise<void> {
         from,
         signal: stop.signal,
         startTimeoutMs: settings.apiTimeoutMs,
+        onCorruptBatch: opts.skipCorrupt === true ? (b) => reportSkip(ctx, b) : undefined,
       });
       for await (const record of records) {
         ctx.stdout.write(formatRecord(record, format));
@@ -108,6 +116,15 @@ async function consume(ctx: CliContext, opts: ConsumeOptions): Promise<void> {
     ctx.signal.removeEventListener("abort", onAbort);
     ctx.stderr.write(`Processed a total of ${count} messages\n`);
   }
+}
+
+/** Says loudly, on standard error, which offsets a `--skip-corrupt` run did not deliver. */
+function reportSkip(ctx: CliContext, b: SkippedBatch): void {
+  const last = b.nextOffset - 1;
+  const range = last > b.offset ? `offsets ${b.offset}-${last}` : `offset ${b.offset}`;
+  ctx.stderr.write(
+    `WARNING: skipped a corrupt batch of ${b.topic}-${b.partition} (${range} not delivered): ${b.reason}\n`,
+  );
 }
 
 function usage(message: string): SamsaError {
