@@ -39,6 +39,8 @@ export class HeartbeatMember {
   /** The last error a heartbeat got (the loop keeps going). */
   lastError: SamsaError | undefined;
   heartbeats = 0;
+  /** Called after every heartbeat answer. */
+  onChange: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private intervalMs = 300;
@@ -47,7 +49,13 @@ export class HeartbeatMember {
     private readonly client: () => GroupServiceClient,
     readonly group: string,
     readonly topics: string[],
-    readonly options: { instanceId?: string; sessionTimeoutMs?: number; assignor?: string } = {},
+    readonly options: {
+      instanceId?: string;
+      sessionTimeoutMs?: number;
+      assignor?: string;
+      /** After UNKNOWN_MEMBER, stop heartbeating and keep the stale view (instead of rejoining). */
+      keepStaleView?: boolean;
+    } = {},
   ) {}
 
   /** The partitions owned, as `topic:partition`. */
@@ -78,6 +86,7 @@ export class HeartbeatMember {
     this.epoch = res.memberEpoch;
     this.owned = res.assignment;
     this.intervalMs = res.heartbeatIntervalMs;
+    this.onChange?.();
   }
 
   /** Heartbeats in the background until {@link halt}, {@link leave} or {@link crash}. */
@@ -89,8 +98,13 @@ export class HeartbeatMember {
         this.lastError = undefined;
       } catch (err) {
         this.lastError = fromServiceError(err);
+        const forgotten = this.lastError.code === 15 || this.lastError.code === 38;
+        if (forgotten && this.options.keepStaleView) {
+          this.running = false;
+          return;
+        }
         // Fenced or forgotten: drop everything and join again, as a client does.
-        if (this.lastError.code === 15 || this.lastError.code === 38) {
+        if (forgotten) {
           this.memberId = "";
           this.epoch = 0;
           this.owned = [];
