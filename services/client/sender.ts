@@ -253,7 +253,9 @@ export class Sender {
       } catch (err) {
         const error = asSamsaError(err);
         const at = Date.now();
-        for (const t of sent) this.failed(t.q, t.batches.length, error, at, address);
+        // The whole call failed (unreachable, timed out, a hung broker): as Kafka's client
+        // disconnects and updates its metadata, so a new leader is found.
+        for (const t of sent) this.failed(t.q, t.batches.length, error, at, address, true);
         return;
       }
       const at = Date.now();
@@ -338,6 +340,7 @@ export class Sender {
     err: SamsaError,
     now: number,
     address?: string,
+    refresh = needsMetadataRefresh(err.code),
   ): void {
     if (!err.retriable) {
       this.acc.complete(q, n, err);
@@ -346,7 +349,7 @@ export class Sender {
     this.lastErrors.set(q, err);
     q.retryAtMs = now + backoffMs(q.attempts);
     q.attempts++;
-    if (needsMetadataRefresh(err.code)) {
+    if (refresh) {
       void this.transport.refresh(q.topic).then(() => {
         // A new leader is tried at once (KIP-951): the backoff is for asking the same one again.
         const leader = this.transport.leader(q.topic, q.partition);
