@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { FilePartitionLog } from "../../services/broker/log/file-partition-log.js";
+import type { ReadResult } from "../../services/broker/log/partition-log.js";
 import { RecentAppends } from "../../services/broker/log/recent-appends.js";
 import type { AppendedBatch } from "../../services/broker/log/segment.js";
 import { DEFAULT_LOG_CONFIG } from "../../services/shared/config/log-config.js";
@@ -176,7 +177,7 @@ describe("RecentAppends", () => {
       const reads: Array<[number, number]> = [];
       for (let offset = 0; offset < end; offset += 3)
         for (const max of [0, 200, 5000]) reads.push([offset, max]);
-      const fromTail = [];
+      const fromTail: ReadResult[] = [];
       for (const [o, m] of reads) fromTail.push(await log.read(o, m));
       await log.close();
       log = await open();
