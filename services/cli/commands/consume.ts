@@ -11,6 +11,7 @@ import { Consumer, type SkippedBatch, type StartFrom } from "../../client/index.
 import { ErrorCode, SamsaError } from "../../shared/errors.js";
 import { CONSUME_KEY_SEPARATOR_DEFAULT } from "../defaults.js";
 import { intAtLeast, type OffsetArg, parseOffset } from "./args.js";
+import { consumeGroupCommand } from "./consumer-groups.js";
 import { type CliContext, type GlobalOptions, withCluster } from "./context.js";
 import { formatRecord } from "./output.js";
 
@@ -55,8 +56,12 @@ export function addConsumeCommand(program: Command, ctx: CliContext): void {
       "--skip-corrupt",
       "move past damaged batches (each skip is reported on standard error) instead of failing",
     )
+    .option("--group <id>", "consume as a member of this group, committing what was printed")
+    .option("--gateway <host:port,...>", "gateways of --group (env SAMSA_GATEWAY)")
     .action(async (_opts: object, cmd: Command) => {
-      await consume(ctx, cmd.optsWithGlobals<ConsumeOptions>());
+      const opts = cmd.optsWithGlobals<ConsumeOptions & { group?: string }>();
+      if (opts.group !== undefined) return consumeGroupCommand(ctx, { ...opts, group: opts.group });
+      await consume(ctx, opts);
     });
 }
 

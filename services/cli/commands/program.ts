@@ -14,6 +14,7 @@ import {
 } from "../defaults.js";
 import { addClusterCommand } from "./cluster.js";
 import { addConsumeCommand } from "./consume.js";
+import { addConsumerGroupsCommand } from "./consumer-groups.js";
 import { type CliContext, parseTimeoutMs } from "./context.js";
 import { addLeaderElectionCommand } from "./leader-election.js";
 import { formatError } from "./output.js";
@@ -36,6 +37,9 @@ Examples:
   samsa consume --topic orders --from-beginning --max-messages 2 --print-key
   samsa consume --topic orders --partition 0 --offset 42 --timeout-ms 5000 --print-offset
   samsa cluster describe
+  samsa consume --topic orders --group billing --from-beginning
+  samsa consumer-groups describe --group billing
+  samsa consumer-groups reset-offsets --group billing --topic orders --to-earliest --execute
 `;
 
 /** Builds the program; commands write to and read from `ctx`. */
@@ -68,6 +72,7 @@ export function createProgram(ctx: CliContext): Command {
   addClusterCommand(program, ctx);
   addLeaderElectionCommand(program, ctx);
   addReassignPartitionsCommand(program, ctx);
+  addConsumerGroupsCommand(program, ctx);
   return program;
 }
 
