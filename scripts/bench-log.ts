@@ -13,8 +13,9 @@
  *   D  the raw baseline: phase A's bytes written to a fresh file with plain positional writes.
  * Each timed phase runs REPEAT times (default 3) and the figures are medians; before each timed
  * write phase the page cache is pre-touched (see PRETOUCH). Every batch is built before timing
- * starts, from a pool of distinct buffers reused once their append has resolved (the log stamps
- * base offset and leader epoch in place, outside the CRC), so the figures are the log's own
+ * starts, from a pool of distinct buffers reused once the log no longer holds them (the log stamps
+ * base offset and leader epoch in place, outside the CRC, and keeps the last
+ * RECENT_APPENDS_CHUNKS_MAX appended buffers as its in-memory tail), so the figures are the log's own
  * cost: validation (CRC), queueing, offset stamping, vectored writes, indexing, and the
  * interval flush that production runs.
  *
@@ -29,6 +30,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { FilePartitionLog } from "../services/broker/log/file-partition-log.js";
 import type { PartitionLog } from "../services/broker/log/partition-log.js";
+import { RECENT_APPENDS_CHUNKS_MAX } from "../services/broker/log/recent-appends.js";
 import {
   DEFAULT_LOG_CONFIG,
   FLUSH_SCHEDULER_INTERVAL_MS_DEFAULT,
@@ -140,7 +142,8 @@ function makeBatch(count: number, seed: number): Buffer {
 
 /**
  * A pool of distinct pre-built batches. A buffer is taken for an append and given back when the
- * append resolves, so no buffer is ever in flight twice.
+ * append resolves, so no buffer is ever in flight twice; it is taken again only after all the
+ * others (first in, first out).
  */
 class BatchPool {
   private readonly free: Buffer[];
@@ -158,7 +161,8 @@ class BatchPool {
   }
 
   take(): Buffer {
-    const b = this.free.pop();
+    // Oldest given back first (FIFO): a buffer is reused only after every other one was.
+    const b = this.free.shift();
     if (!b) throw new Error("batch pool exhausted: more appends in flight than buffers");
     return b;
   }
@@ -516,10 +520,13 @@ async function main(): Promise<void> {
   const logs: PartitionLog[] = [];
   try {
     const appendsA = Math.ceil(RECORDS / BATCH_RECORDS);
-    const poolSize = Math.max(2 * IN_FLIGHT, 32);
+    // A buffer is given back when its append resolves, but the log's tail still holds it until
+    // RECENT_APPENDS_CHUNKS_MAX later appends (each append is one chunk here): the pools are
+    // larger than that, so no buffer is changed while the log may still serve it.
+    const poolSize = Math.max(2 * IN_FLIGHT, RECENT_APPENDS_CHUNKS_MAX + IN_FLIGHT + 1);
     const t0 = performance.now();
     const bigPool = new BatchPool(poolSize, BATCH_RECORDS);
-    const smallPool = new BatchPool(Math.max(2 * IN_FLIGHT, 256), 1);
+    const smallPool = new BatchPool(poolSize, 1);
     const buildMs = performance.now() - t0;
     const far = () => performance.now() + PHASE_SECONDS * 1000;
     /** Pre-touches memory for a phase about to write `bytes`; returns a note for its output. */

@@ -123,7 +123,9 @@ export interface PartitionLog {
    * append resolves. The log owns `batches` after the call (it is stamped in place).
    * Waits (backpressure) while 64 MiB of appends are pending.
    *
-   * @param batches one or more record batches back to back (docs/format.md)
+   * @param batches one or more record batches back to back (docs/format.md). The log takes
+   *   the Buffer: it stamps offsets and epoch into it and may serve reads of the log end from it
+   *   afterwards (`recent-appends.ts`), so the caller must not change it after the call.
    * @param options.leaderEpoch epoch to stamp; default the log's latest (0 for a new log)
    * @throws CORRUPT_MESSAGE a batch fails validation; nothing of this call is appended
    * @throws MESSAGE_TOO_LARGE a batch exceeds `max.message.bytes` (or `segment.bytes`)
