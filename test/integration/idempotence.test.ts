@@ -50,6 +50,8 @@ const SETTLE_MS = 30_000;
 /** Producer state expiry of the brokers: longer than any fault here, ms. */
 const EXPIRATION_MS = 20_000;
 const ACKS_ALL = 3;
+/** Longest wait for a round's deliveries: the producer's delivery timeout and then some, ms. */
+const DELIVERY_WAIT_MS = 130_000;
 const CALL_MS = 10_000;
 
 const full = (p: PartitionInfo) => p.isr.length === REPLICAS;
@@ -77,17 +79,28 @@ class IdempotentOracle {
     for (let p = 0; p < PARTITIONS; p++) this.loops.push(this.loop(p));
   }
 
+  /** Records added and not yet settled, per partition. */
+  private readonly pending = new Map<number, number>();
+
+  /** Rounds of 20 records per partition, each waiting for its own partition's outcomes only. */
   private async loop(partition: number): Promise<void> {
+    this.pending.set(partition, 0);
     for (let round = 0; !this.stopped && round < 2_000; round++) {
       for (let i = 0; i < 20; i++) {
         const value = `p${partition}-${round}-${i}`;
         this.sent.get(partition)!.push(value);
+        this.pending.set(partition, this.pending.get(partition)! + 1);
         await this.producer.add(this.topic, { partition, value: Buffer.from(value) }, (err, md) => {
+          this.pending.set(partition, this.pending.get(partition)! - 1);
           if (err !== null || md === null) this.failed.push(`${value}: ${err?.message}`);
           else this.ackedAt.set(value, md.offset);
         });
       }
-      await this.producer.flush().catch(() => undefined);
+      await waitFor(() => this.pending.get(partition) === 0, {
+        timeoutMs: DELIVERY_WAIT_MS,
+        intervalMs: 5,
+        message: `partition ${partition}: the round's records settled`,
+      });
     }
   }
 
@@ -463,7 +476,8 @@ describe("idempotent producers under faults", { timeout: 600_000 }, () => {
     const pid = await initProducerId(leader.address);
     // Its last batch's timestamp is older than the expiry: the next check drops it.
     const old = Date.now() - 2 * EXPIRATION_MS;
-    assert.equal((await produceTo(leader.address, topic, batch(pid, 0, 0, 1, "x", old))).code, 0);
+    const first = await produceTo(leader.address, topic, batch(pid, 0, 0, 1, "x", old));
+    assert.equal(first.code, 0, first.r.errorMessage);
     const fresh = await initProducerId(leader.address);
     assert.equal((await produceTo(leader.address, topic, batch(fresh, 0, 0, 1, "y"))).code, 0);
     // A gap answers OUT_OF_ORDER while the state is there, UNKNOWN_PRODUCER_ID once it is gone;
