@@ -18,6 +18,7 @@ import { addConsumerGroupsCommand } from "./consumer-groups.js";
 import { type CliContext, parseTimeoutMs } from "./context.js";
 import { addLeaderElectionCommand } from "./leader-election.js";
 import { formatError } from "./output.js";
+import { addPerfTestCommand } from "./perf-test.js";
 import { addProduceCommand } from "./produce.js";
 import { addReassignPartitionsCommand } from "./reassign-partitions.js";
 import { addTopicsCommand } from "./topics.js";
@@ -40,6 +41,8 @@ Examples:
   samsa consume --topic orders --group billing --from-beginning
   samsa consumer-groups describe --group billing
   samsa consumer-groups reset-offsets --group billing --topic orders --to-earliest --execute
+  samsa perf-test producer --topic orders --num-records 100000 --record-size 100 --throughput -1 --acks 1
+  samsa perf-test consumer --topic orders --messages 100000
 `;
 
 /** Builds the program; commands write to and read from `ctx`. */
@@ -73,6 +76,7 @@ export function createProgram(ctx: CliContext): Command {
   addLeaderElectionCommand(program, ctx);
   addReassignPartitionsCommand(program, ctx);
   addConsumerGroupsCommand(program, ctx);
+  addPerfTestCommand(program, ctx);
   return program;
 }
 
