@@ -183,6 +183,34 @@ describe("group consumer", { timeout: 180_000 }, () => {
     for (const m of [a, b]) await m.consumer.disconnect();
   });
 
+  test("the async iterator with pause, resume and seek", async () => {
+    const consumer = new GroupConsumer(base(uniqueTopic("giter")));
+    consumers.push(consumer);
+    consumer.subscribe(topic);
+    const p0 = { topic, partition: 0 };
+    consumer.pause([p0]); // before the assignment: kept for when it comes
+    const it = consumer[Symbol.asyncIterator]();
+    const seen = new Map<number, number>();
+    const read = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const r = (await it.next()).value!;
+        seen.set(r.partition, (seen.get(r.partition) ?? 0) + 1);
+      }
+    };
+    const others = [...ends].filter(([p]) => p !== 0).reduce((s, [, n]) => s + n, 0);
+    await read(others);
+    assert.equal(seen.get(0), undefined, "nothing of the paused partition");
+    assert.deepEqual(consumer.paused(), [p0]);
+    consumer.resume([p0]);
+    await read(ends.get(0)!);
+    assert.equal(seen.get(0), ends.get(0), "all of it after the resume");
+    consumer.seek({ topic, partition: 1, offset: 0 });
+    const again = (await it.next()).value!;
+    assert.deepEqual([again.partition, again.offset], [1, 0], "read again from the seek");
+    await it.return();
+    await consumer.disconnect();
+  });
+
   test("an eachMessage slower than the session keeps the membership", async () => {
     const group = uniqueTopic("gslow");
     let lost = 0;
