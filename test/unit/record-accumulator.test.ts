@@ -182,7 +182,8 @@ describe("producer batching: when records go out", () => {
 
   it("sends what lingered once linger.ms has passed, in one call", async () => {
     const { calls, make } = fakeCluster();
-    const acc = make({ lingerMs: 20, batchSizeBytes: 1 << 20 });
+    // Long enough that the five adds below always fall inside one linger, even on a busy machine.
+    const acc = make({ lingerMs: 250, batchSizeBytes: 1 << 20 });
     const deliveries: Delivery[] = [];
     for (let i = 0; i < 5; i++) deliveries.push(await acc.add("t", rec(i)));
     assert.equal(calls.length, 0);
