@@ -192,7 +192,12 @@ async function writeLog(): Promise<WrittenLog> {
   return { dir, records, batches, segmentBases, logEndOffset };
 }
 
-/** Makes the next open recover: no clean-shutdown marker, optionally an older recovery point. */
+/**
+ * Makes the next open recover: no clean-shutdown marker, optionally an older recovery point
+ * (only what lies past it is re-validated and cut; damage below it is kept and reported on
+ * read, see log-recovery-point.test.ts). The cases here lower it to the damaged segment's base,
+ * as after a crash before that segment was flushed.
+ */
 async function simulateUncleanStop(dir: string, recoveryPoint?: number): Promise<void> {
   await unlink(join(dir, CLEAN_SHUTDOWN_FILE));
   if (recoveryPoint !== undefined) {
@@ -327,7 +332,7 @@ describe("recovery of a damaged log after an unclean stop", () => {
       path,
       cut.position + BATCH_HEADER_BYTES + Math.floor((cut.size - BATCH_HEADER_BYTES) / 2),
     );
-    await simulateUncleanStop(w.dir);
+    await simulateUncleanStop(w.dir, cut.segmentBase);
     await assertRecoveredAt(w, cut, /CRC mismatch/, size);
   });
 
@@ -337,7 +342,7 @@ describe("recovery of a damaged log after an unclean stop", () => {
     const path = logPath(w.dir, cut.segmentBase);
     const tornSize = cut.position + Math.floor(cut.size / 2);
     await truncate(path, tornSize);
-    await simulateUncleanStop(w.dir);
+    await simulateUncleanStop(w.dir, cut.segmentBase);
     await assertRecoveredAt(w, cut, /torn batch/, tornSize);
   });
 
@@ -347,7 +352,7 @@ describe("recovery of a damaged log after an unclean stop", () => {
     const path = logPath(w.dir, cut.segmentBase);
     const tornSize = cut.position + 30;
     await truncate(path, tornSize);
-    await simulateUncleanStop(w.dir);
+    await simulateUncleanStop(w.dir, cut.segmentBase);
     await assertRecoveredAt(w, cut, /trailing bytes/, tornSize);
   });
 
@@ -359,7 +364,7 @@ describe("recovery of a damaged log after an unclean stop", () => {
     const huge = Buffer.alloc(4);
     huge.writeInt32BE(0x7fff_fff0);
     await patchFile(path, cut.position + BATCH_LENGTH_OFFSET, huge);
-    await simulateUncleanStop(w.dir);
+    await simulateUncleanStop(w.dir, cut.segmentBase);
     await assertRecoveredAt(w, cut, /implausible batch length/, size);
   });
 

@@ -3,10 +3,14 @@
  * recovers what an unclean stop may have torn, and reconciles the checkpoints with the data.
  *
  * Recovery (Kafka's): after a clean shutdown (`.clean-shutdown` present) segments open from
- * their indexes. Otherwise every segment that may hold offsets at or past the recovery point is
- * re-validated batch by batch (length, magic, counts, CRC, increasing offsets), its indexes are
- * rebuilt, and the log is cut at the first torn or corrupt batch: the rest of that segment and
- * every later segment go, and the cut is logged as a warning.
+ * their indexes, and nothing is ever truncated. Otherwise every segment that may hold offsets at
+ * or past the recovery point gets its indexes rebuilt, and its batches from the recovery point
+ * on are re-validated batch by batch (length, magic, counts, CRC, increasing offsets): the log
+ * is cut at the first torn or corrupt one (the rest of that segment and every later segment go,
+ * and the cut is logged as a warning). Below the recovery point the data was flushed and
+ * acknowledged: a batch damaged there (a bit flip) stays on disk and its read answers
+ * CORRUPT_MESSAGE, and a header chain broken there refuses the open with KAFKA_STORAGE_ERROR
+ * rather than cut (see `LogSegment.open`).
  */
 import { mkdir, readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
@@ -80,9 +84,23 @@ export async function loadPartitionLog(options: PartitionLogOptions): Promise<Lo
   for (let i = 0; i < bases.length; i++) {
     const base = bases[i]!;
     const nextBase = bases[i + 1] ?? Number.POSITIVE_INFINITY;
-    const recover = !clean && nextBase > checkpoint.recoveryPoint;
+    // Only what lies past the recovery point of an unclean stop is re-validated (and cut at
+    // its first bad batch); anything below it was flushed and acknowledged, and is kept.
+    const recoverFrom =
+      !clean && nextBase > checkpoint.recoveryPoint
+        ? checkpoint.recoveryPoint
+        : Number.POSITIVE_INFINITY;
     const prevEnd = segments.at(-1)?.nextOffset ?? 0;
-    const { segment, recovery } = await LogSegment.open(dir, base, config, recover, onBatch);
+    const { segment, recovery } = await LogSegment.open(
+      dir,
+      base,
+      config,
+      recoverFrom,
+      onBatch,
+    ).catch(async (err: unknown) => {
+      for (const s of segments) await s.close().catch(() => undefined);
+      throw err;
+    });
     segments.push(segment);
     if (recovery?.stop && (recovery.truncatedBytes > 0 || i < bases.length - 1)) {
       const dropped = bases.slice(i + 1);

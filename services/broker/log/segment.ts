@@ -125,24 +125,46 @@ export class LogSegment {
   }
 
   /**
-   * Opens an existing segment. With `recover`, every batch is re-validated, the indexes are
-   * rebuilt and the file is truncated at the first torn or corrupt batch. Without it, the
-   * indexes are loaded (and rebuilt only if damaged) and the tail is located from the last
-   * index entry.
+   * Opens an existing segment. `recoverFrom` is the partition's recovery point after an unclean
+   * stop (+∞ after a clean one, or for a segment wholly below the recovery point): the batches
+   * from that offset on are re-validated (length, magic, counts, CRC) and the file is truncated
+   * at the first torn or corrupt one. Batches below it were flushed and acknowledged: they are
+   * never truncated, only walked by their headers (a bit flip among them stays on disk and its
+   * read answers CORRUPT_MESSAGE); a walk that breaks below it (a damaged length field) throws
+   * KAFKA_STORAGE_ERROR instead of cutting. With `recoverFrom` = +∞ the indexes are loaded (and
+   * rebuilt by such a header walk only if damaged) and the tail is located from the last index
+   * entry.
    */
   static async open(
     dir: string,
     baseOffset: number,
     config: LogConfig,
-    recover: boolean,
+    recoverFrom: number,
+    onBatch?: (header: BatchHeader) => void,
+  ): Promise<{ segment: LogSegment; recovery?: RecoveryResult }> {
+    const fh = await open(join(dir, segmentFileName(baseOffset, LOG_FILE_SUFFIX)), "r+");
+    try {
+      return await LogSegment.openFrom(dir, baseOffset, config, fh, recoverFrom, onBatch);
+    } catch (err) {
+      // A segment that refused to open holds no handle (its indexes open files on flush only).
+      await fh.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static async openFrom(
+    dir: string,
+    baseOffset: number,
+    config: LogConfig,
+    fh: FileHandle,
+    recoverFrom: number,
     onBatch?: (header: BatchHeader) => void,
   ): Promise<{ segment: LogSegment; recovery?: RecoveryResult }> {
     const [indexPath, timePath] = LogSegment.indexPaths(dir, baseOffset);
-    const fh = await open(join(dir, segmentFileName(baseOffset, LOG_FILE_SUFFIX)), "r+");
     const fileSize = (await fh.stat()).size;
     const oiMax = LogSegment.maxEntries(config, OFFSET_INDEX_ENTRY_BYTES);
     const tiMax = LogSegment.maxEntries(config, TIME_INDEX_ENTRY_BYTES);
-    if (!recover) {
+    if (recoverFrom === Number.POSITIVE_INFINITY) {
       const indexes = await LogSegment.loadIndexes(
         indexPath,
         timePath,
@@ -161,7 +183,7 @@ export class LogSegment {
     const oi = OffsetIndex.create(indexPath, baseOffset, oiMax);
     const ti = TimeIndex.create(timePath, baseOffset, tiMax);
     const seg = new LogSegment(dir, baseOffset, fh, oi, ti, config);
-    const recovery = await seg.recover(fileSize, onBatch);
+    const recovery = await seg.recover(fileSize, recoverFrom, onBatch);
     return { segment: seg, recovery };
   }
 
@@ -180,10 +202,10 @@ export class LogSegment {
     try {
       const oi = await OffsetIndex.open(indexPath, baseOffset, oiMax);
       const ti = await TimeIndex.open(timePath, baseOffset, tiMax);
+      // An empty offset index is normal (a segment smaller than index.interval.bytes has no
+      // entry): the tail walk then starts at position 0. Treating it as damage used to send
+      // every small segment through a validating rebuild even after a clean shutdown.
       if (!oi.sanityCheck(fileSize)) return undefined;
-      if (ti.entryCount > 0 && ti.lastEntry.offset > oi.lastOffset && oi.entryCount === 0) {
-        return undefined;
-      }
       return [oi, ti];
     } catch (err) {
       if (err instanceof Error && err.name === "IndexCorruptError") return undefined;
@@ -202,7 +224,10 @@ export class LogSegment {
       start = Math.min(indexEnd, this.offsetIndex.lookup(this.timeIndex.lastEntry.offset).position);
     }
     let tailEnd = start;
-    for await (const b of this.scan(start, false)) {
+    let broken: ScanStop | undefined;
+    for await (const b of this.scan(start, false, (stop) => {
+      broken = stop;
+    })) {
       this.trackBatch(
         b.header.baseOffset,
         b.header.baseOffset + b.header.lastOffsetDelta,
@@ -211,7 +236,9 @@ export class LogSegment {
       onBatch?.(b.header);
       tailEnd = b.position + b.size;
     }
-    // Trailing garbage past the last whole batch cannot be served; recovery would cut it.
+    // Everything here is below the recovery point (flushed, acknowledged): a walk that does not
+    // reach the end of the file means damage, which is refused rather than cut or overwritten.
+    if (broken) throw this.damagedBelowRecoveryPoint(broken);
     this.size = tailEnd;
     this.bytesSinceIndexEntry = this.size - indexEnd;
     if (this.size > 0) {
@@ -246,16 +273,22 @@ export class LogSegment {
     this.nextOffset = lastOffset + 1;
   }
 
-  /** Re-validates every batch, rebuilds both indexes and truncates at the first bad batch. */
+  /**
+   * Rebuilds both indexes from the log: a header walk over the batches below `recoverFrom`
+   * (never truncated, see {@link open}), then a validating scan of the rest, truncated at the
+   * first torn or corrupt batch.
+   */
   private async recover(
     fileSize: number,
+    recoverFrom: number,
     onBatch?: (header: BatchHeader) => void,
   ): Promise<RecoveryResult> {
     this.size = fileSize;
+    const start = await this.indexBelow(recoverFrom, onBatch);
     let stop: ScanStop | undefined;
-    let validBytes = 0;
+    let validBytes = start;
     let batches = 0;
-    for await (const b of this.scan(0, true, (s) => {
+    for await (const b of this.scan(start, true, (s) => {
       stop = s;
     })) {
       if (b.header.baseOffset < this.nextOffset) {
@@ -283,6 +316,53 @@ export class LogSegment {
     if (fileSize > validBytes) await this.fh.truncate(validBytes);
     this.addFinalTimeIndexEntry();
     return { validBytes, truncatedBytes: fileSize - validBytes, batches, stop };
+  }
+
+  /**
+   * Indexes the batches whose base offset is below `recoverFrom` by a header walk from the
+   * start (no CRC check: they were flushed before the stop, and a damaged one is reported when
+   * read). Returns the position of the first batch at or past `recoverFrom` (or of the end).
+   * Throws KAFKA_STORAGE_ERROR when the walk breaks before reaching the recovery point.
+   */
+  private async indexBelow(
+    recoverFrom: number,
+    onBatch?: (header: BatchHeader) => void,
+  ): Promise<number> {
+    let position = 0;
+    let broken: ScanStop | undefined;
+    for await (const b of this.scan(0, false, (s) => {
+      broken = s;
+    })) {
+      if (b.header.baseOffset >= recoverFrom) return b.position;
+      if (b.header.baseOffset < this.nextOffset) {
+        broken = {
+          position: b.position,
+          reason: `offset ${b.header.baseOffset} goes backwards (expected ≥ ${this.nextOffset})`,
+        };
+        break;
+      }
+      this.indexBatch(b.position, b.header.baseOffset, b.header.maxTimestamp, b.size);
+      this.trackBatch(
+        b.header.baseOffset,
+        b.header.baseOffset + b.header.lastOffsetDelta,
+        b.header.maxTimestamp,
+      );
+      onBatch?.(b.header);
+      position = b.position + b.size;
+    }
+    // A break at the recovery point or past it (a torn write at the log end after an unclean
+    // stop) is for the validating scan to cut; one below it is damage to acknowledged data.
+    if (broken && this.nextOffset < recoverFrom) throw this.damagedBelowRecoveryPoint(broken);
+    return position;
+  }
+
+  private damagedBelowRecoveryPoint(stop: ScanStop): SamsaError {
+    return new SamsaError(
+      ErrorCode.KAFKA_STORAGE_ERROR,
+      `corrupt batch header at position ${stop.position} of ${this.logPath} (${stop.reason}), ` +
+        `below the recovery point after offset ${this.nextOffset - 1}: flushed data is never ` +
+        "truncated; restore the partition from a replica (see docs/operations.md)",
+    );
   }
 
   /**
