@@ -475,6 +475,17 @@ async function manyClientsRow(
   figures.many_clients_p99_ms = fixed(p99!, 2);
 }
 
+/** Runs a row; a failure is printed and leaves its figures NA, and the next rows still run. */
+async function attempt(what: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    console.log(
+      `  ${what} FAILED (their figures stay NA): ${err instanceof Error ? err.message : err}`,
+    );
+  }
+}
+
 async function main(): Promise<void> {
   const lc = await startLocalCluster({
     controllers: 1,
@@ -496,12 +507,18 @@ async function main(): Promise<void> {
     if (busy) console.log(`  ${busy}`);
     let sdkRecords = 0;
     if (ROWS.includes(1) || ROWS.includes(2) || ROWS.includes(7)) {
-      sdkRecords = await sdkRows(lc, cluster, admin);
+      await attempt("rows 1-2", async () => {
+        sdkRecords = await sdkRows(lc, cluster, admin);
+      });
     }
-    if (ROWS.includes(3)) await e2eRow(lc, cluster, admin);
-    if (ROWS.includes(4) || ROWS.includes(5)) await produceRows(lc, cluster, admin);
-    if (ROWS.some((r) => r >= 6 && r <= 8)) await gatewayRows(lc, cluster, admin, sdkRecords);
-    if (ROWS.includes(9)) await manyClientsRow(lc, cluster, admin);
+    if (ROWS.includes(3)) await attempt("row 3", () => e2eRow(lc, cluster, admin));
+    if (ROWS.includes(4) || ROWS.includes(5)) {
+      await attempt("rows 4-5", () => produceRows(lc, cluster, admin));
+    }
+    if (ROWS.some((r) => r >= 6 && r <= 8)) {
+      await attempt("rows 6-8", () => gatewayRows(lc, cluster, admin, sdkRecords));
+    }
+    if (ROWS.includes(9)) await attempt("row 9", () => manyClientsRow(lc, cluster, admin));
     console.log(
       `bench:clients ${Object.entries(figures)
         .map(([k, v]) => `${k}=${v}`)
