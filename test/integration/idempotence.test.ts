@@ -32,6 +32,7 @@ import {
   listOffset,
   startTestCluster,
   uniqueTopic,
+  waitForLeaders,
 } from "./cluster-helpers.js";
 import {
   type Acked,
@@ -224,6 +225,8 @@ describe("idempotent producers under faults", { timeout: 600_000 }, () => {
       SETTLE_MS,
       `${topic}: ISR full`,
     );
+    // Named in etcd is not yet serving: wait until every leader answers for its partitions.
+    await waitForLeaders(cluster, clients, topic, partitions, SETTLE_MS);
     return { topic, infos };
   };
 
