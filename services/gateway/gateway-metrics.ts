@@ -11,12 +11,19 @@ export const GATEWAY_RETRIES_METRIC = "samsa_gateway_retries_total";
 /** Name of the routed bytes counter. */
 export const GATEWAY_ROUTED_BYTES_METRIC = "samsa_gateway_routed_bytes_total";
 
+/** Name of the counter of appends Publish calls were coalesced into. */
+export const GATEWAY_PUBLISH_APPENDS_METRIC = "samsa_gateway_publish_appends_total";
+/** Name of the counter of Publish calls' partition shares those appends carried. */
+export const GATEWAY_PUBLISH_SHARES_METRIC = "samsa_gateway_publish_shares_total";
+
 /** Direction of routed bytes: `in` = to brokers (produce), `out` = to clients (fetch, streams). */
 export type RoutedDirection = "in" | "out";
 
 export class GatewayMetrics {
   private readonly retries: Counter<"method" | "code">;
   private readonly routedBytes: Counter<"topic" | "direction">;
+  private readonly publishAppends: Counter;
+  private readonly publishShares: Counter;
 
   constructor(registry: Registry) {
     this.retries = new Counter({
@@ -31,6 +38,22 @@ export class GatewayMetrics {
       labelNames: ["topic", "direction"],
       registers: [registry],
     });
+    this.publishAppends = new Counter({
+      name: GATEWAY_PUBLISH_APPENDS_METRIC,
+      help: "Appends (one partition each) that Publish calls were coalesced into.",
+      registers: [registry],
+    });
+    this.publishShares = new Counter({
+      name: GATEWAY_PUBLISH_SHARES_METRIC,
+      help: "Publish calls' partition shares carried by those appends (shares / appends = coalescing).",
+      registers: [registry],
+    });
+  }
+
+  /** Counts one coalesced append carrying `shares` callers' records. */
+  recordPublishAppend(shares: number): void {
+    this.publishAppends.inc();
+    this.publishShares.inc(shares);
   }
 
   /** Counts one retry of `method` caused by `code`. */

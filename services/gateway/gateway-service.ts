@@ -13,7 +13,8 @@ import type { ServiceHandlers } from "../shared/grpc/handlers.js";
 import { consume, subscribe } from "./consume.js";
 import { initProducerId } from "./producer-id.js";
 import type { GatewayProducers } from "./idempotence.js";
-import { publish } from "./publish.js";
+import { appendThroughRouter, publish } from "./publish.js";
+import { PublishAccumulator } from "./publish-accumulator.js";
 import type { Router } from "./router.js";
 import { ROUTE_DEADLINE_MARGIN_MS, ROUTE_TIMEOUT_MS_DEFAULT, type Routing } from "./routing.js";
 
@@ -39,6 +40,9 @@ export function gatewayServiceHandlers(
   deps: GatewayServiceDeps,
 ): ServiceHandlers<GatewayServiceHandlers> {
   const { router } = deps;
+  const appends = new PublishAccumulator(appendThroughRouter(deps), (callers) =>
+    deps.routing.deps.metrics.recordPublishAppend(callers),
+  );
   return {
     Produce: (request, call, ctx) => router.produce(request, routeDeadline(call), ctx.signal),
     Fetch: (request, call, ctx) => router.fetch(request, routeDeadline(call), ctx.signal),
@@ -47,7 +51,8 @@ export function gatewayServiceHandlers(
     Metadata: async (request) => router.metadata(request.topics),
     InitProducerId: (_request, call, ctx) =>
       initProducerId(deps.routing, routeDeadline(call), ctx.signal),
-    Publish: (request, call, ctx) => publish(request, deps, routeDeadline(call), ctx.signal),
+    Publish: (request, call, ctx) =>
+      publish(request, deps, appends, routeDeadline(call), ctx.signal),
     Subscribe: (request, _call, send, ctx) => subscribe(request, deps, send, ctx.signal),
     Consume: (request, _call, send, ctx) => consume(request, deps, send, ctx.signal),
   };

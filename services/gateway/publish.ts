@@ -2,9 +2,11 @@
  * Publish: records given as fields, appended through the router. Each record's partition is the
  * one it names, else Kafka's murmur2 of its key, else round robin (the shared partitioner the
  * client library uses too, so a key lands where a Kafka client would put it). A partition's
- * records become record batches (`buildBatch`, split near {@link PUBLISH_BATCH_BYTES_TARGET})
- * sent back to back in one append, so they get consecutive offsets and succeed or fail
- * together; each record's answer is its partition and offset, or its partition's error code.
+ * records go to the partition's accumulator (`publish-accumulator.ts`), which appends what
+ * concurrent calls sent to that partition together, as record batches (`buildBatch`, split near
+ * {@link PUBLISH_BATCH_BYTES_TARGET}) in one Produce; one call's records of a partition get
+ * consecutive offsets and succeed or fail together; each record's answer is its partition and
+ * offset, or its partition's error code.
  * With an acknowledgement asked for, the batches carry the gateway's producer id and sequences
  * (`idempotence.ts`), so the router's retries after a leader change write them once.
  */
@@ -22,6 +24,7 @@ import { validateTopicName } from "../shared/topic-name.js";
 import { Acks } from "../shared/generated/samsa/v1/Acks.js";
 import type { ProducePartitionResult__Output } from "../shared/generated/samsa/v1/ProducePartitionResult.js";
 import type { GatewayProducers, ProducerTurn } from "./idempotence.js";
+import type { PublishAccumulator, SendAppend } from "./publish-accumulator.js";
 import type { ProduceOptions, Router } from "./router.js";
 import type { Routing } from "./routing.js";
 
@@ -54,6 +57,7 @@ interface PartitionShare {
 export async function publish(
   request: PublishRequest__Output,
   deps: PublishDeps,
+  appends: PublishAccumulator,
   deadline: Deadline,
   signal: AbortSignal,
 ): Promise<{ results: PublishResult[] }> {
@@ -70,49 +74,53 @@ export async function publish(
   const results: PublishResult[] = new Array(n);
   const shares = assign(request, topic.partitions, deps.partitioner, results);
   const batchBytes = batchBytesTarget(topicConfigOf(topic).maxMessageBytes);
-  const options = { acks: request.acks, timeoutMs: request.timeoutMs, method: "Publish" };
-  const producers = deps.producers;
-  if (producers !== undefined && request.acks !== Acks.ACKS_NONE) {
-    const answers = await Promise.all(
-      [...shares].map(([partition, share]) =>
-        producers
-          .append(request.topic, partition, share.records.length, deadline, signal, (turn) =>
-            sendOne(deps, request.topic, partition, buildBatches(share.records, batchBytes, turn), {
-              options,
-              deadline,
-              signal,
-            }),
-          )
-          .catch((err: unknown) => ({ partition, ...errorResult(err), baseOffset: "-1" })),
-      ),
-    );
-    for (const [k, partition] of [...shares.keys()].entries()) {
-      fill(results, partition, shares.get(partition)!.indices, answers[k]!);
-    }
-    return { results };
-  }
   const partitions = [...shares.keys()];
-  const parts: { topic: string; partition: number; records: Buffer }[] = [];
-  for (const partition of partitions) {
-    const share = shares.get(partition)!;
-    try {
-      parts.push({
-        topic: request.topic,
-        partition,
-        records: buildBatches(share.records, batchBytes),
-      });
-    } catch (err) {
-      for (const i of share.indices) results[i] = { partition, offset: "-1", ...errorResult(err) };
-      shares.delete(partition);
-    }
-  }
-  const answers =
-    parts.length === 0 ? [] : await deps.router.produceParts(parts, options, deadline, signal);
-  for (const [k, answer] of answers.entries()) {
-    const partition = parts[k]!.partition;
-    fill(results, partition, shares.get(partition)!.indices, answer);
+  const answers = await Promise.all(
+    partitions.map((partition) =>
+      appends.append(
+        {
+          topic: request.topic,
+          partition,
+          acks: request.acks,
+          timeoutMs: request.timeoutMs,
+          batchBytes,
+        },
+        shares.get(partition)!.records,
+        deadline,
+        signal,
+      ),
+    ),
+  );
+  for (const [k, partition] of partitions.entries()) {
+    fill(results, partition, shares.get(partition)!.indices, answers[k]!);
   }
   return { results };
+}
+
+/**
+ * How the gateway appends one coalesced share of a partition (see `publish-accumulator.ts`):
+ * as batches of about the topic's batch size, through the router (which follows the leader);
+ * with an acknowledgement asked for, as the gateway's idempotent producer, so the router's
+ * retries write them once.
+ */
+export function appendThroughRouter(deps: PublishDeps): SendAppend {
+  return (spec, records, deadline, signal) => {
+    const options = { acks: spec.acks, timeoutMs: spec.timeoutMs, method: "Publish" };
+    const call = { options, deadline, signal };
+    const producers = deps.producers;
+    if (producers === undefined || spec.acks === Acks.ACKS_NONE) {
+      return sendOne(
+        deps,
+        spec.topic,
+        spec.partition,
+        buildBatches(records, spec.batchBytes),
+        call,
+      );
+    }
+    return producers.append(spec.topic, spec.partition, records.length, deadline, signal, (turn) =>
+      sendOne(deps, spec.topic, spec.partition, buildBatches(records, spec.batchBytes, turn), call),
+    );
+  };
 }
 
 /** One partition's append through the router. */
@@ -207,7 +215,11 @@ function batchBytesTarget(topicMaxMessageBytes: number | undefined): number {
  * The records as batches of about `targetBytes` each (estimated), back to back; with `turn`,
  * each batch carries the producer id, epoch and its first record's sequence.
  */
-function buildBatches(records: ProducerRecord[], targetBytes: number, turn?: ProducerTurn): Buffer {
+function buildBatches(
+  records: readonly ProducerRecord[],
+  targetBytes: number,
+  turn?: ProducerTurn,
+): Buffer {
   const batches: Buffer[] = [];
   let start = 0;
   let bytes = 0;
