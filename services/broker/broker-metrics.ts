@@ -14,7 +14,20 @@ export class BrokerMetrics {
   private readonly bytesOut: Counter<"topic">;
   private readonly produceErrors: Counter<"topic" | "code">;
 
-  constructor(registry: Registry, replicas: () => ReplicaManager | undefined) {
+  constructor(
+    registry: Registry,
+    replicas: () => ReplicaManager | undefined,
+    logDirs: () => ReadonlyArray<{ logDir: string; offline: boolean }> = () => [],
+  ) {
+    new Gauge({
+      name: "samsa_log_dir_offline",
+      help: "1 for a log dir taken offline by a failed write (disk full, I/O error), else 0.",
+      labelNames: ["dir"],
+      registers: [registry],
+      collect() {
+        for (const d of logDirs()) this.set({ dir: d.logDir }, d.offline ? 1 : 0);
+      },
+    });
     this.bytesIn = new Counter({
       name: "samsa_broker_bytes_in_total",
       help: "Record batch bytes appended, by topic.",

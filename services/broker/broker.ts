@@ -103,7 +103,12 @@ export class Broker {
       await this.logManager.start();
       this.metadata = new ClusterMetadata(this.etcd, keys, this.logger);
       await this.metadata.start();
-      const metrics = new BrokerMetrics(this.registry, () => this.replicas);
+      const logManager = this.logManager;
+      const metrics = new BrokerMetrics(
+        this.registry,
+        () => this.replicas,
+        () => logManager.logDirStates(),
+      );
       const replicationMetrics = new ReplicationMetrics(this.registry, () => this.replicas);
       this.replicas = new ReplicaManager({
         brokerId: c.brokerId,
@@ -126,6 +131,7 @@ export class Broker {
         onReplicaFetched: (bytes) => replicationMetrics.recordReplicaFetch(bytes),
       });
       await this.replicas.start();
+      this.logManager.onDirOffline(() => this.onLogDirOffline());
       const metadata = this.metadata;
       const replicas = this.replicas;
       const serviceLogger = this.logger.child({ component: "broker-service" });
@@ -184,6 +190,7 @@ export class Broker {
           rack: c.brokerRack,
           metricsPort: this.metricsServer.port,
           listeners: this.listening.advertised,
+          offlinePartitions: this.logManager.offlineDirs().flatMap((d) => d.partitions),
         },
         ttlSeconds: Math.max(1, Math.round(c.brokerSessionTimeoutMs / 1000)),
         logger: this.logger,
@@ -201,6 +208,30 @@ export class Broker {
       await this.stop();
       throw err;
     }
+  }
+
+  /**
+   * A log dir went offline (disk full, I/O error): its partitions stop leading and following
+   * here, and the registration lists them as offline, so that the controller moves their
+   * leadership to other in-sync replicas and drops this broker from their ISR. The registration
+   * update is retried until it lands or the broker stops (etcd may be away).
+   */
+  private onLogDirOffline(): void {
+    const partitions = this.logManager!.offlineDirs().flatMap((d) => d.partitions);
+    this.replicas?.takeOffline(partitions);
+    void (async () => {
+      for (let attempt = 0; !this.stopping; attempt++) {
+        try {
+          await this.registrar?.setOfflinePartitions(partitions);
+          return;
+        } catch (err) {
+          this.logger.warn("cannot publish the offline partitions; retrying", {
+            error: (err as Error).message,
+          });
+          await sleep(backoffMs(attempt));
+        }
+      }
+    })();
   }
 
   /** Deregisters, finishes in-flight requests, flushes and closes everything. Idempotent. */

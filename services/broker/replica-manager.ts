@@ -155,6 +155,11 @@ export class ReplicaManager {
       }
       if (!assigned) return;
     }
+    // An offline log dir: neither leader nor follower here until the broker restarts.
+    if (this.options.logManager.isOffline(topic, partition)) {
+      this.fetchers.unfollow(topic, partition);
+      return;
+    }
     const p = this.partitions.get(k) ?? (await this.open(record!, partition));
     await this.applyState(p, state!);
   }
@@ -251,6 +256,20 @@ export class ReplicaManager {
     p.checkEpoch(currentLeaderEpoch);
     if (requireLeader) p.requireLeader();
     return p;
+  }
+
+  /**
+   * Partitions whose log dir went offline: they stop fetching and step down (a waiting acks=all
+   * produce is answered NOT_LEADER, so that the producer looks for the new leader). They stay
+   * hosted, so requests for them get NOT_LEADER or the log's KAFKA_STORAGE_ERROR, and are left
+   * alone by later metadata changes until the broker restarts.
+   */
+  takeOffline(partitions: ReadonlyArray<{ topic: string; partition: number }>): void {
+    for (const { topic, partition } of partitions) {
+      this.fetchers.unfollow(topic, partition);
+      this.partitions.get(key(topic, partition))?.close();
+    }
+    this.options.onPartitionsChanged?.();
   }
 
   /** All hosted partitions. */

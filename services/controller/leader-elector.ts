@@ -8,6 +8,9 @@
  *   back as leader) — unless `unclean.leader.election.enable`, which takes any live replica.
  * - leader alive: dead followers are removed from the ISR.
  *
+ * A broker that lists the partition in its registration's `offlinePartitions` (its log dir
+ * went offline: disk full, I/O error) counts as dead for that partition only.
+ *
  * Every change is a compare-and-swap on the partition's mod revision, fenced by the controller
  * epoch; a lost race re-reads and re-decides, a bounded number of times.
  *
@@ -18,7 +21,7 @@
 import type { Etcd3 } from "etcd3";
 import { casPartitionState, readPartitionState } from "../shared/etcd/cas.js";
 import type { ControllerLeadership } from "../shared/etcd/election.js";
-import { type EtcdKeys, noLeader, type PartitionState } from "../shared/etcd/keys.js";
+import { brokerServes, type EtcdKeys, noLeader, type PartitionState } from "../shared/etcd/keys.js";
 import { ErrorCode } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { ClusterMetadata, PartitionView } from "../shared/metadata/cluster-metadata.js";
@@ -212,7 +215,13 @@ export class LeaderElector {
     for (let attempt = 0; attempt < ELECTION_CAS_ATTEMPTS_MAX; attempt++) {
       const current = await readPartitionState(client, keys, topic, partition);
       if (!current) return false;
-      const live = new Set(metadata.brokers().map((b) => b.id));
+      // A broker whose log dir holding this partition went offline counts as dead for it.
+      const live = new Set(
+        metadata
+          .brokers()
+          .filter((b) => brokerServes(b, topic, partition))
+          .map((b) => b.id),
+      );
       const next = nextPartitionState(current.state, live, this.options.uncleanAllowed(topic));
       if (!next) return false;
       const res = await casPartitionState(client, keys, {

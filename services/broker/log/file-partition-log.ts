@@ -223,9 +223,21 @@ export class FilePartitionLog implements PartitionLog {
       await writeProducerSnapshot(s.dir, s.endOffset, s.producers);
     }
     s.closed = true;
-    for (const seg of s.segments) await seg.close();
+    for (const seg of s.segments) await seg.close(!s.failure);
     // Only a log whose every byte was flushed may skip recovery next time.
     if (!s.failure) await writeFileAtomic(join(s.dir, CLEAN_SHUTDOWN_FILE), "");
+  }
+
+  get failure(): SamsaError | undefined {
+    return this.state.failure;
+  }
+
+  takeOffline(error: SamsaError): void {
+    const s = this.state;
+    if (s.failure || s.closed) return;
+    s.failure = error;
+    s.recent.clear();
+    s.logger.error("partition log is offline: its log dir failed", { error: error.message });
   }
 
   async delete(): Promise<void> {

@@ -224,7 +224,7 @@ export class AppendPipeline {
       }
       await writeChunk();
     } catch (err) {
-      this.fail(err, group, w.done);
+      await this.fail(err, group, w.done);
     }
   }
 
@@ -357,23 +357,45 @@ export class AppendPipeline {
     for (const [item, result] of w.done) item.resolve(result);
   }
 
-  /** A write failed: the log goes offline and every append not yet resolved is rejected. */
-  private fail(err: unknown, group: PendingAppend[], done: WriteChunk["done"]): void {
+  /**
+   * A write failed (disk full, I/O error): the log goes offline and every append not yet
+   * resolved is rejected with KAFKA_STORAGE_ERROR. A partial write is cut back to the last whole
+   * batch, so nothing torn stays on disk (if that cut fails too, recovery on the next open cuts
+   * it: the log was not closed cleanly). Then the log's owner hears of it (`onFailure`).
+   */
+  private async fail(
+    err: unknown,
+    group: PendingAppend[],
+    done: WriteChunk["done"],
+  ): Promise<void> {
     const log = this.log;
     const failure =
-      err instanceof SamsaError
+      err instanceof SamsaError && err.code === ErrorCode.KAFKA_STORAGE_ERROR
         ? err
         : new SamsaError(
             ErrorCode.KAFKA_STORAGE_ERROR,
             `write to ${log.dir} failed: ${(err as Error).message}`,
             { cause: err },
           );
-    log.failure = failure;
-    log.logger.error("log write failed; partition log is offline", { error: failure.message });
+    const firstFailure = log.failure === undefined;
+    log.failure ??= failure;
+    log.logger.error("log write failed; partition log is offline", {
+      error: failure.message,
+      logEndOffset: log.endOffset,
+    });
     for (const [item] of done) item.reject(failure);
     for (const item of group) item.reject(failure);
     for (const item of this.pending.splice(0)) item.reject(failure);
     this.pendingBytes = 0;
+    // Reads at the log end are served from memory: nothing there may outlive the failure.
+    log.recent.clear();
+    if (firstFailure) log.onFailure?.(failure);
+    // On the write queue: a close waits for it.
+    await log.active.cutTornTail().catch((cutErr: unknown) =>
+      log.logger.error("cannot cut a partial write back; recovery will on the next open", {
+        error: (cutErr as Error).message,
+      }),
+    );
   }
 }
 

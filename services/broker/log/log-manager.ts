@@ -18,6 +18,15 @@ import type { Logger } from "../../shared/logger.js";
 import { FilePartitionLog } from "./file-partition-log.js";
 import type { PartitionLog } from "./partition-log.js";
 
+function storageError(logDir: string, err: unknown): SamsaError {
+  if (err instanceof SamsaError && err.code === ErrorCode.KAFKA_STORAGE_ERROR) return err;
+  return new SamsaError(
+    ErrorCode.KAFKA_STORAGE_ERROR,
+    `log dir ${logDir} failed: ${(err as Error).message}`,
+    { cause: err },
+  );
+}
+
 /** Suffix of a partition directory being deleted. */
 export const DELETE_DIR_SUFFIX = "-delete";
 
@@ -54,8 +63,25 @@ function key(topic: string, partition: number): string {
   return `${topic}-${partition}`;
 }
 
+/** A log dir taken offline by a failed write, and why. */
+export interface OfflineLogDir {
+  readonly logDir: string;
+  readonly error: SamsaError;
+  /** `<topic>-<partition>` of every partition of that dir on this broker. */
+  readonly partitions: ReadonlyArray<{ topic: string; partition: number }>;
+}
+
+/** An error of the file system (an errno code), as opposed to a bug or a bad request. */
+function isStorageError(err: unknown): boolean {
+  if (err instanceof SamsaError) return err.code === ErrorCode.KAFKA_STORAGE_ERROR;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === "string" && /^E[A-Z]+$/.test(code);
+}
+
 export class LogManager {
   private readonly logs = new Map<string, PartitionLog>();
+  private readonly offline = new Map<string, OfflineLogDir>();
+  private readonly offlineListeners = new Set<(dir: OfflineLogDir) => void>();
   private readonly opening = new Map<string, Promise<PartitionLog>>();
   private readonly dirOf = new Map<string, string>();
   private timers: NodeJS.Timeout[] = [];
@@ -127,6 +153,7 @@ export class LogManager {
   async runProducerExpiry(): Promise<number> {
     let removed = 0;
     for (const log of this.logs.values()) {
+      if (log.failure) continue;
       try {
         removed += await log.removeExpiredProducers();
       } catch (err) {
@@ -143,6 +170,7 @@ export class LogManager {
   async runRetention(): Promise<number> {
     let deleted = 0;
     for (const log of this.logs.values()) {
+      if (log.failure) continue;
       try {
         deleted += await log.enforceRetention();
       } catch (err) {
@@ -157,6 +185,7 @@ export class LogManager {
 
   private async runFlush(): Promise<void> {
     for (const log of this.logs.values()) {
+      if (log.failure) continue;
       try {
         await log.maybeFlush();
       } catch (err) {
@@ -164,8 +193,69 @@ export class LogManager {
           partition: key(log.topic, log.partition),
           error: (err as Error).message,
         });
+        // A flush that failed on the file system lost what it was making durable.
+        const dir = this.dirOf.get(key(log.topic, log.partition));
+        if (dir && isStorageError(err)) this.takeDirOffline(dir, storageError(dir, err));
       }
     }
+  }
+
+  /**
+   * Kafka's offline log dir: one failed write (disk full, I/O error) takes every partition of
+   * its dir offline on this broker (their logs refuse every call with KAFKA_STORAGE_ERROR and
+   * close without a clean-shutdown marker), no new partition is placed there, an error line and
+   * `samsa_log_dir_offline` say so, and the listeners hear of it (the broker tells the
+   * controller, which moves leadership to other in-sync replicas). Until the broker restarts.
+   */
+  takeDirOffline(logDir: string, error: SamsaError): void {
+    if (this.offline.has(logDir)) return;
+    const partitions: Array<{ topic: string; partition: number }> = [];
+    for (const [k, d] of this.dirOf) {
+      if (d !== logDir) continue;
+      const log = this.logs.get(k);
+      if (log) {
+        log.takeOffline(error);
+        partitions.push({ topic: log.topic, partition: log.partition });
+      }
+    }
+    const offline: OfflineLogDir = { logDir, error, partitions };
+    this.offline.set(logDir, offline);
+    this.logger.error("log dir offline", {
+      logDir,
+      errorCode: ErrorCode[error.code],
+      error: error.message,
+      partitions: partitions.map((p) => key(p.topic, p.partition)),
+    });
+    for (const listener of this.offlineListeners) {
+      try {
+        listener(offline);
+      } catch (err) {
+        this.logger.error("offline log dir listener threw", { error: (err as Error).message });
+      }
+    }
+  }
+
+  /** Calls `listener` for every log dir taken offline from now on. */
+  onDirOffline(listener: (dir: OfflineLogDir) => void): () => void {
+    this.offlineListeners.add(listener);
+    return () => this.offlineListeners.delete(listener);
+  }
+
+  /** The log dirs offline, with their partitions. */
+  offlineDirs(): OfflineLogDir[] {
+    return [...this.offline.values()];
+  }
+
+  /** Every configured log dir, with whether it is offline (for the metric). */
+  logDirStates(): Array<{ logDir: string; offline: boolean }> {
+    return this.options.logDirs.map((logDir) => ({ logDir, offline: this.offline.has(logDir) }));
+  }
+
+  /** Whether the partition's log is in an offline log dir (or is offline itself). */
+  isOffline(topic: string, partition: number): boolean {
+    const k = key(topic, partition);
+    const dir = this.dirOf.get(k);
+    return (dir !== undefined && this.offline.has(dir)) || this.logs.get(k)?.failure !== undefined;
   }
 
   private async openLog(
@@ -182,6 +272,7 @@ export class LogManager {
       config,
       logger: this.options.logger.child({ component: "partition-log", topic, partition }),
       producerIdExpirationMs: this.options.producerIdExpirationMs,
+      onFailure: (error) => this.takeDirOffline(logDir, error),
     });
     this.logs.set(k, log);
     this.dirOf.set(k, logDir);
@@ -210,6 +301,13 @@ export class LogManager {
     let pending = this.opening.get(k);
     if (!pending) {
       const logDir = this.dirOf.get(k) ?? this.leastLoadedDir();
+      const offline = this.offline.get(logDir);
+      if (offline) {
+        throw new SamsaError(
+          ErrorCode.KAFKA_STORAGE_ERROR,
+          `log dir ${logDir} of ${k} is offline: ${offline.error.message}`,
+        );
+      }
       // Claim the dir now, so partitions created concurrently spread across the dirs.
       this.dirOf.set(k, logDir);
       pending = this.openLog(topic, partition, logDir, config ?? this.configFor(topic)).finally(
@@ -221,10 +319,12 @@ export class LogManager {
   }
 
   private leastLoadedDir(): string {
-    const counts = new Map<string, number>(this.options.logDirs.map((d) => [d, 0]));
-    for (const d of this.dirOf.values()) counts.set(d, (counts.get(d) ?? 0) + 1);
-    let best = this.options.logDirs[0]!;
-    for (const d of this.options.logDirs) if (counts.get(d)! < counts.get(best)!) best = d;
+    const online = this.options.logDirs.filter((d) => !this.offline.has(d));
+    if (online.length === 0) return this.options.logDirs[0]!; // refused by the caller
+    const counts = new Map<string, number>(online.map((d) => [d, 0]));
+    for (const d of this.dirOf.values()) if (counts.has(d)) counts.set(d, counts.get(d)! + 1);
+    let best = online[0]!;
+    for (const d of online) if (counts.get(d)! < counts.get(best)!) best = d;
     return best;
   }
 

@@ -53,6 +53,8 @@ export class LogState {
   closed = false;
   /** Set by a failed write: the log is offline and every later call throws it. */
   failure: SamsaError | undefined;
+  /** Told of the first failure (the log manager takes the log dir offline). */
+  readonly onFailure: ((error: SamsaError) => void) | undefined;
   /** Idempotent producers' state as of the log end (mutated on the write queue only). */
   readonly producers: ProducerStateManager;
   /** Idempotent appends answered as duplicates, and refused for an old producer epoch. */
@@ -70,6 +72,7 @@ export class LogState {
     this.config = options.config;
     this.logger = options.logger;
     this.now = options.now ?? Date.now;
+    this.onFailure = options.onFailure;
     this.segments = loaded.segments;
     this.epochs = loaded.epochs;
     this.startOffset = loaded.logStartOffset;

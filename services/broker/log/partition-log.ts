@@ -21,6 +21,7 @@
  *   and the flush are not: they run concurrently with it.
  */
 import type { LogConfig } from "../../shared/config/log-config.js";
+import type { SamsaError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 
 /** Where a partition lives and how it behaves. */
@@ -35,6 +36,11 @@ export interface PartitionLogOptions {
   now?: () => number;
   /** `producer.id.expiration.ms`. Default `PRODUCER_ID_EXPIRATION_MS_DEFAULT` (1 day). */
   producerIdExpirationMs?: number;
+  /**
+   * Called once when a failed write takes the log offline (disk full, I/O error): the log
+   * manager then takes the whole log dir offline (Kafka's offline log dir).
+   */
+  onFailure?: (error: SamsaError) => void;
 }
 
 /** The idempotent producers of a partition, as the metrics see them. */
@@ -284,4 +290,14 @@ export interface PartitionLog {
 
   /** Waits for queued work, closes the log (without flushing) and removes its directory. */
   delete(): Promise<void>;
+
+  /** The storage error that took the log offline; undefined while it is usable. */
+  readonly failure: SamsaError | undefined;
+
+  /**
+   * Takes the log offline with `error` (another log of its dir failed): every later call
+   * throws it, appends queued and not yet written are refused with it, and `close()` leaves no
+   * clean-shutdown marker, so the next open recovers past the recovery point. Idempotent.
+   */
+  takeOffline(error: SamsaError): void;
 }

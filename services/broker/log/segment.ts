@@ -439,7 +439,7 @@ export class LogSegment {
     if (bytesWritten !== total) {
       throw new SamsaError(
         ErrorCode.KAFKA_STORAGE_ERROR,
-        `short write to ${this.logPath}: ${bytesWritten} of ${total} bytes`,
+        `short write to ${this.logPath}: ${bytesWritten} of ${total} bytes (no space left?)`,
       );
     }
     let position = this.size;
@@ -452,6 +452,16 @@ export class LogSegment {
     assert(position === this.size + total, "batch sizes add up to the bytes written");
     this.size = position;
     this.unflushedBytes += total;
+  }
+
+  /**
+   * After a failed write: cuts the file back to its last whole batch (`size`), so a partial
+   * write leaves nothing torn behind. A no-op when the file is no longer than that.
+   */
+  async cutTornTail(): Promise<void> {
+    if (this.deleted) return;
+    const fileSize = (await this.fh.stat()).size;
+    if (fileSize > this.size) await this.fh.truncate(this.size);
   }
 
   /** Position of the batch containing `offset` (or the first batch after it), with its header. */
@@ -658,12 +668,17 @@ export class LogSegment {
     this.unflushedBytes -= pending;
   }
 
-  /** Flushes and closes all files. */
-  async close(): Promise<void> {
+  /**
+   * Flushes and closes all files; with `flush` false (a log offline after a failed write, whose
+   * disk may be full) only closes them: recovery on the next open re-derives what was not flushed.
+   */
+  async close(flush = true): Promise<void> {
     if (this.deleted) return;
-    await this.flush();
-    await this.offsetIndex.close();
-    await this.timeIndex.close();
+    if (flush) await this.flush();
+    // The indexes write their pending entries as they close; on a failed log that may fail too.
+    const ignore = flush ? undefined : () => undefined;
+    await this.offsetIndex.close().catch(ignore);
+    await this.timeIndex.close().catch(ignore);
     await this.fh.close();
   }
 

@@ -243,6 +243,27 @@ export interface BrokerEndpoint {
   readonly rack?: string;
   readonly metricsPort?: number;
   readonly listeners?: Readonly<Record<string, ListenerAddress>>;
+  /**
+   * Partitions whose log dir went offline on this broker (disk full, I/O error; Kafka's offline
+   * log dir): the controller counts the broker as dead for them (leadership moves to another
+   * in-sync replica, the broker leaves their ISR). Absent when none; cleared by a restart.
+   */
+  readonly offlinePartitions?: ReadonlyArray<OfflinePartition>;
+}
+
+/** A partition offline on one broker. */
+export interface OfflinePartition {
+  readonly topic: string;
+  readonly partition: number;
+}
+
+/** Whether `broker` can host `topic`/`partition` (registered, and not offline for it). */
+export function brokerServes(
+  broker: Pick<BrokerEndpoint, "offlinePartitions">,
+  topic: string,
+  partition: number,
+): boolean {
+  return !broker.offlinePartitions?.some((p) => p.topic === topic && p.partition === partition);
 }
 
 /**
@@ -361,8 +382,17 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 /** JSON of a broker's registration value. */
 export function encodeBrokerEndpoint(endpoint: BrokerEndpoint): string {
-  const { id, host, port, rack, metricsPort, listeners } = endpoint;
-  return JSON.stringify({ id, host, port, rack, metricsPort, listeners });
+  const { id, host, port, rack, metricsPort, listeners, offlinePartitions } = endpoint;
+  const offline = offlinePartitions?.length ? offlinePartitions : undefined;
+  return JSON.stringify({
+    id,
+    host,
+    port,
+    rack,
+    metricsPort,
+    listeners,
+    offlinePartitions: offline,
+  });
 }
 
 /** Decodes `brokers/<id>`; `brokerEpoch` is the key's create revision. */
@@ -377,8 +407,34 @@ export function decodeBrokerRegistration(kv: EtcdKeyValue): BrokerRegistration {
   const listeners = o.listeners === undefined ? undefined : listenerAddresses(kv, o.listeners);
   const key = kv.key.slice(kv.key.lastIndexOf("/") + 1);
   if (key !== String(id)) throw new MetadataDecodeError(kv.key, `id ${id} does not match key`);
-  const registration = { id, host, port, rack, metricsPort, brokerEpoch: kv.createRevision };
-  return listeners === undefined ? registration : { ...registration, listeners };
+  const offlinePartitions =
+    o.offlinePartitions === undefined ? undefined : offlinePartitionList(kv, o.offlinePartitions);
+  const registration: BrokerRegistration = {
+    id,
+    host,
+    port,
+    rack,
+    metricsPort,
+    brokerEpoch: kv.createRevision,
+  };
+  return {
+    ...registration,
+    ...(listeners === undefined ? {} : { listeners }),
+    ...(offlinePartitions === undefined ? {} : { offlinePartitions }),
+  };
+}
+
+/** `offlinePartitions` of a registration: `[{topic, partition}]`, each checked. */
+function offlinePartitionList(kv: EtcdKeyValue, value: unknown): OfflinePartition[] {
+  if (!Array.isArray(value)) {
+    throw new MetadataDecodeError(kv.key, "offlinePartitions must be an array");
+  }
+  return value.map((v) => {
+    if (typeof v !== "object" || v === null) {
+      throw new MetadataDecodeError(kv.key, "offlinePartitions entries must be objects");
+    }
+    return { topic: str(kv, v as Json, "topic"), partition: int(kv, v as Json, "partition", 0) };
+  });
 }
 
 /** `listeners` of a registration: `{NAME: {host, port}}`, each address checked. */

@@ -23,6 +23,7 @@ import {
   type BrokerRegistration,
   type EtcdKeys,
   encodeBrokerEndpoint,
+  type OfflinePartition,
   revisionNumber,
 } from "./keys.js";
 
@@ -62,7 +63,7 @@ type Attempt =
 export class BrokerRegistrar {
   private readonly client: Etcd3;
   private readonly key: string;
-  private readonly endpoint: BrokerEndpoint;
+  private endpoint: BrokerEndpoint;
   private readonly ttlSeconds: number;
   private readonly conflictWaitMs: number | undefined;
   private readonly log: Logger;
@@ -126,6 +127,27 @@ export class BrokerRegistrar {
   onLost(listener: (registration: BrokerRegistration) => void): () => void {
     this.lostListeners.add(listener);
     return () => this.lostListeners.delete(listener);
+  }
+
+  /**
+   * Replaces the registration's `offlinePartitions` (a log dir went offline): rewritten in place
+   * under the same lease, so the broker epoch (the key's create revision) stays; a later
+   * re-registration carries it too. The put is guarded by that create revision: a registration
+   * lost meanwhile is left to the re-registration. Throws etcd3's error when etcd cannot be
+   * reached (the caller retries).
+   */
+  async setOfflinePartitions(partitions: ReadonlyArray<OfflinePartition>): Promise<void> {
+    this.endpoint = { ...this.endpoint, offlinePartitions: [...partitions] };
+    const registration = this.registration;
+    const lease = this.lease;
+    if (!registration || !lease || this.stopped) return;
+    const leaseId = await lease.grant();
+    const put = this.client.put(this.key).value(encodeBrokerEndpoint(this.endpoint)).lease(leaseId);
+    await this.client.if(this.key, "Create", "==", registration.brokerEpoch).then(put).commit();
+    this.registration = { ...this.endpoint, brokerEpoch: registration.brokerEpoch };
+    this.log.warn("broker registration updated: partitions offline", {
+      offlinePartitions: partitions.length,
+    });
   }
 
   /** Stops re-registering and revokes the lease: the key disappears at once. */
