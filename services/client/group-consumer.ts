@@ -106,7 +106,10 @@ export interface EachMessagePayload {
   pause(): void;
 }
 
-/** What `eachBatch` gets: the records of one fetch answer of one partition. */
+/**
+ * What `eachBatch` gets: records of one partition, whole batches of one fetch answer (about
+ * 1,000 records at a time, see partition-fetcher.ts).
+ */
 export interface EachBatchPayload {
   readonly batch: { topic: string; partition: number; messages: readonly ConsumerRecord[] };
   /** Marks records up to `offset` processed (`eachBatchAutoResolve` does it for the whole batch). */
@@ -128,7 +131,13 @@ interface Owned extends GroupTopicPartition {
   fetcher?: PartitionFetcher;
   /** The next offset after the last processed record; -1 until the start offset is known. */
   processed: number;
+  /** The last offset committed (or read from the group) for it; -1 without one. */
   committed: number;
+  /**
+   * Bumped by a seek and by an out-of-range reset: records handed out before it no longer move
+   * `processed` (which the seek set, lower or higher), and the rest of their answer is dropped.
+   */
+  positionGeneration: number;
   paused: boolean;
   /** Being revoked, lost or dropped: no more records are handed out. */
   gone: boolean;
@@ -280,7 +289,9 @@ export class GroupConsumer {
       const next = await this.nextReady();
       if (next === undefined) continue;
       const [s, records] = next;
+      const generation = s.positionGeneration;
       for (let i = 0; i < records.length; i++) {
+        if (s.positionGeneration !== generation) break; // a seek: the fetcher starts over
         if (!this.handing(s)) {
           this.requeue(s, records[i]!.offset);
           break;
@@ -295,7 +306,7 @@ export class GroupConsumer {
           release();
           s.busy = undefined;
         }
-        if (s.gone) continue;
+        if (s.gone || s.positionGeneration !== generation) continue;
         s.processed = records[i]!.offset + 1;
       }
     }
@@ -331,13 +342,16 @@ export class GroupConsumer {
 
   /**
    * Reads an owned partition from `offset` on; what is committed next for it is `offset` until
-   * a record is processed.
+   * a record is processed, also when it is lower than what was committed (Kafka commits what it
+   * is told). Records of the partition handed out before the seek (the rest of a batch, a
+   * record in the handler) no longer count as processed.
    * @throws SamsaError INVALID_REQUEST when the partition is not owned (yet).
    */
   seek(p: GroupTopicPartition & { offset: number }): void {
     const s = this.owned.get(key(p));
     if (s === undefined || s.gone || s.fetcher === undefined)
       throw new SamsaError(ErrorCode.INVALID_REQUEST, `${p.topic}-${p.partition} is not owned`);
+    s.positionGeneration++;
     s.fetcher.seek(p.offset);
     s.processed = p.offset;
   }
@@ -441,8 +455,10 @@ export class GroupConsumer {
     records: ConsumerRecord[],
     handler: NonNullable<RunOptions["eachMessage"]>,
   ): Promise<void> {
+    const generation = s.positionGeneration;
     for (let i = 0; i < records.length; i++) {
       const message = records[i]!;
+      if (s.positionGeneration !== generation) return; // a seek: the fetcher starts over
       if (!this.handing(s)) return this.requeue(s, message.offset);
       let pauseAfter = false;
       try {
@@ -455,28 +471,31 @@ export class GroupConsumer {
           },
         });
       } catch (err) {
-        this.requeue(s, message.offset);
+        if (s.positionGeneration === generation) this.requeue(s, message.offset);
         throw err;
       }
-      if (!s.gone) s.processed = message.offset + 1;
+      if (!s.gone && s.positionGeneration === generation) s.processed = message.offset + 1;
       if (pauseAfter) this.pause([s]);
     }
   }
 
   private async eachBatch(s: Owned, records: ConsumerRecord[], options: RunOptions): Promise<void> {
     if (!this.handing(s)) return this.requeue(s, records[0]!.offset);
+    const generation = s.positionGeneration;
+    const current = () => !s.gone && s.positionGeneration === generation;
     let resolved = -1;
     await options.eachBatch!({
       batch: { topic: s.topic, partition: s.partition, messages: records },
       resolveOffset: (offset) => {
         resolved = Math.max(resolved, offset);
-        if (!s.gone) s.processed = Math.max(s.processed, offset + 1);
+        if (current()) s.processed = resolved + 1;
       },
-      isRunning: () => this.handing(s),
+      isRunning: () => this.handing(s) && s.positionGeneration === generation,
     });
+    if (!current()) return; // revoked, lost, or a seek in the handler: its position stands
     const last = records[records.length - 1]!.offset;
     if (options.eachBatchAutoResolve !== false) resolved = last;
-    if (!s.gone) s.processed = Math.max(s.processed, resolved + 1);
+    if (resolved >= 0) s.processed = resolved + 1;
     if (resolved < last) this.requeue(s, resolved + 1);
   }
 
@@ -489,6 +508,7 @@ export class GroupConsumer {
         ...p,
         processed: -1,
         committed: -1,
+        positionGeneration: 0,
         paused: this.pausedKeys.has(key(p)),
         gone: false,
       };
@@ -530,6 +550,11 @@ export class GroupConsumer {
         settings,
         () => this.wake(),
         (err) => this.fail(err),
+        (offset) => {
+          // The committed offset was outside the log: the reset position is the one to commit.
+          s.positionGeneration++;
+          s.processed = offset;
+        },
       );
     }
   }
@@ -609,9 +634,9 @@ export class GroupConsumer {
     }
   }
 
-  /** Commits the processed offsets of `states` (those past their last commit). */
+  /** Commits the processed offsets of `states` (those other than their last commit). */
   private commitStates(states: readonly Owned[]): Promise<void> {
-    const due = states.filter((s) => s.processed >= 0 && s.processed > s.committed);
+    const due = states.filter((s) => s.processed >= 0 && s.processed !== s.committed);
     if (due.length === 0) return Promise.resolve();
     return this.commit(
       due.map((s) => ({ topic: s.topic, partition: s.partition, offset: s.processed })),
@@ -621,7 +646,7 @@ export class GroupConsumer {
   private async commitNow(offsets?: readonly CommittedPosition[]): Promise<void> {
     if (offsets === undefined) {
       const due = [...this.owned.values()].filter(
-        (s) => !s.gone && s.processed >= 0 && s.processed > s.committed,
+        (s) => !s.gone && s.processed >= 0 && s.processed !== s.committed,
       );
       offsets = due.map((s) => ({ topic: s.topic, partition: s.partition, offset: s.processed }));
     }
@@ -660,7 +685,8 @@ export class GroupConsumer {
       }
       done.push(o);
       const s = this.owned.get(key(o));
-      if (s !== undefined) s.committed = Math.max(s.committed, o.offset);
+      // What was committed, also a lower offset after a seek back (commits run in call order).
+      if (s !== undefined) s.committed = o.offset;
     }
     if (done.length > 0) this.options.onCommit?.(done);
     if (firstError !== undefined) throw firstError;

@@ -49,6 +49,7 @@ export class PartitionFetcher {
    * @param position The first offset to read.
    * @param onData Called when records were buffered.
    * @param onError Called once with a non-retriable error; the loop then ends.
+   * @param onReset Called when `autoOffsetReset` moved an out-of-range position to `offset`.
    */
   constructor(
     private readonly cluster: Cluster,
@@ -58,6 +59,7 @@ export class PartitionFetcher {
     private readonly settings: PartitionFetchSettings,
     private readonly onData: () => void,
     private readonly onError: (err: SamsaError) => void,
+    private readonly onReset: (offset: number) => void = () => undefined,
   ) {
     void this.loop();
   }
@@ -173,9 +175,26 @@ export class PartitionFetcher {
           signal,
         },
       );
-      if (generation === this.generation)
-        this.position = offsets.get(this.partition) ?? this.position;
+      const to = offsets.get(this.partition);
+      if (generation === this.generation && to !== undefined) {
+        this.queue.length = 0;
+        this.position = to;
+        this.onReset(to);
+      }
       return;
+    }
+    if (code === ErrorCode.OFFSET_OUT_OF_RANGE) {
+      throw new SamsaError(
+        code,
+        `${this.topic}-${this.partition}: offset ${this.position} is out of range and autoOffsetReset is none`,
+        {
+          metadata: {
+            "samsa-topic": this.topic,
+            "samsa-partition": String(this.partition),
+            "samsa-offset": String(this.position),
+          },
+        },
+      );
     }
     if (code !== ErrorCode.NONE) {
       throw new SamsaError(

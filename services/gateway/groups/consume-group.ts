@@ -211,39 +211,14 @@ class GroupStream {
 
   private async read(topic: string, partition: number, reader: Reader): Promise<void> {
     const signal = AbortSignal.any([this.signal, reader.stop.signal]);
-    const spec = { topic, partition, offset: reader.position, maxBytes: 0 };
     try {
-      for await (const message of followPartition(
-        this.calls.deps.routing,
-        spec,
-        "ConsumeGroup",
-        signal,
-      )) {
-        for (const batch of decodeBatches(message.records)) {
-          for (const rec of batch.records) {
-            if (rec.offset < reader.position) continue;
-            if (signal.aborted) return;
-            await this.sendMessage({
-              record: {
-                topic,
-                partition,
-                offset: String(rec.offset),
-                timestamp: String(rec.timestamp),
-                ...(rec.key === null ? {} : { key: rec.key }),
-                ...(rec.value === null ? {} : { value: rec.value }),
-                headers: rec.headers.map((h) => ({
-                  key: h.key,
-                  value: h.value ?? Buffer.alloc(0),
-                })),
-              },
-            });
-            reader.position = rec.offset + 1;
-            this.sent++;
-            if (this.request.maxMessages > 0 && this.sent >= this.request.maxMessages) {
-              this.stop.abort();
-              return;
-            }
-          }
+      while (!signal.aborted) {
+        try {
+          if (await this.follow(topic, partition, reader, signal)) return;
+        } catch (err) {
+          if (signal.aborted || !isSamsaError(err) || err.code !== ErrorCode.OFFSET_OUT_OF_RANGE)
+            throw err;
+          await this.resetOutOfRange(topic, partition, reader, signal);
         }
       }
     } catch (err) {
@@ -251,6 +226,95 @@ class GroupStream {
       this.failure ??= err;
       this.stop.abort();
     }
+  }
+
+  /** Sends one partition's records from the reader's position; true once the stream is done. */
+  private async follow(
+    topic: string,
+    partition: number,
+    reader: Reader,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    const spec = { topic, partition, offset: reader.position, maxBytes: 0 };
+    for await (const message of followPartition(
+      this.calls.deps.routing,
+      spec,
+      "ConsumeGroup",
+      signal,
+    )) {
+      for (const batch of decodeBatches(message.records)) {
+        for (const rec of batch.records) {
+          if (rec.offset < reader.position) continue;
+          if (signal.aborted) return true;
+          await this.sendMessage({
+            record: {
+              topic,
+              partition,
+              offset: String(rec.offset),
+              timestamp: String(rec.timestamp),
+              ...(rec.key === null ? {} : { key: rec.key }),
+              ...(rec.value === null ? {} : { value: rec.value }),
+              headers: rec.headers.map((h) => ({
+                key: h.key,
+                value: h.value ?? Buffer.alloc(0),
+              })),
+            },
+          });
+          reader.position = rec.offset + 1;
+          this.sent++;
+          if (this.request.maxMessages > 0 && this.sent >= this.request.maxMessages) {
+            this.stop.abort();
+            return true;
+          }
+        }
+      }
+    }
+    return true;
+  }
+
+  /**
+   * The position (a committed offset, typically) is outside the log: `auto_offset_reset` moves
+   * it to the log start or end, as Kafka's consumer does; with `none` the stream ends with
+   * OFFSET_OUT_OF_RANGE naming the partition (metadata `samsa-topic`, `samsa-partition`,
+   * `samsa-offset`).
+   */
+  private async resetOutOfRange(
+    topic: string,
+    partition: number,
+    reader: Reader,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const reset = this.request.autoOffsetReset;
+    if (reset === AutoOffsetReset.AUTO_OFFSET_RESET_NONE) {
+      throw new SamsaError(
+        ErrorCode.OFFSET_OUT_OF_RANGE,
+        `group ${this.request.groupId}: offset ${reader.position} of ${topic}-${partition} is out of range and auto_offset_reset is none`,
+        {
+          metadata: {
+            "samsa-topic": topic,
+            "samsa-partition": String(partition),
+            "samsa-offset": String(reader.position),
+          },
+        },
+      );
+    }
+    const spec = reset === AutoOffsetReset.AUTO_OFFSET_RESET_EARLIEST ? "earliest" : "latest";
+    const found = await logOffsets(this.calls.deps.router, [{ topic, partition }], spec, signal);
+    const o = found.get(tpKey(topic, partition));
+    if (o === undefined || o.errorCode !== ErrorCode.NONE)
+      throw new SamsaError(
+        o?.errorCode ?? ErrorCode.UNKNOWN,
+        `no ${spec} offset for ${topic}-${partition}`,
+      );
+    this.calls.deps.routing.deps.logger.info("offset out of range: reset", {
+      group: this.request.groupId,
+      topic,
+      partition,
+      from: reader.position,
+      to: o.offset,
+      reset: spec,
+    });
+    reader.position = o.offset;
   }
 
   private async stopReaders(keys: string[]): Promise<void> {
@@ -273,7 +337,9 @@ class GroupStream {
     const due = keys
       .map((k) => [k, this.readers.get(k)] as const)
       .filter(
-        (e): e is readonly [string, Reader] => e[1] !== undefined && e[1].position > e[1].committed,
+        // A reset may have moved the position below the (out of range) commit: commit it too.
+        (e): e is readonly [string, Reader] =>
+          e[1] !== undefined && e[1].position !== e[1].committed,
       );
     if (due.length > 0) {
       const byTopic = new Map<string, { partition: number; offset: string }[]>();
