@@ -1,7 +1,9 @@
 /**
  * The Subscribe stream: resolves the starting point (offset, earliest, latest or timestamp), then
  * sends whole batches below the high watermark as they become available, parking between reads,
- * until the client cancels. Leadership loss ends the stream with NOT_LEADER so the client can
+ * until the client cancels. A client that stops reading stops the stream: `send` waits once the
+ * stream's send buffer holds its bound, so a stuck subscriber costs the broker at most
+ * `STREAM_SEND_BUFFER_BYTES_MAX` plus one message. Leadership loss ends the stream with NOT_LEADER so the client can
  * re-resolve the leader and resume from its next offset.
  */
 import { ErrorCode, SamsaError } from "../shared/errors.js";
@@ -11,6 +13,7 @@ import type { SubscribeResponse } from "../shared/generated/samsa/v1/SubscribeRe
 import type { BrokerMetrics } from "./broker-metrics.js";
 import type { Partition } from "./partition.js";
 import type { ReplicaManager } from "./replica-manager.js";
+import type { StreamSend } from "../shared/grpc/handlers.js";
 import { checkTopicPartition, limit, parseInt64 } from "../shared/request-parsing.js";
 
 /** Default and cap of one streamed message's record bytes. */
@@ -40,7 +43,7 @@ async function startOffset(request: SubscribeRequest__Output, part: Partition): 
 /** Runs one subscription until the signal aborts; throws call-level errors. */
 export async function subscribe(
   request: SubscribeRequest__Output,
-  send: (m: SubscribeResponse) => Promise<void>,
+  send: StreamSend<SubscribeResponse>,
   signal: AbortSignal,
   replicas: ReplicaManager,
   metrics: BrokerMetrics,
@@ -59,11 +62,14 @@ export async function subscribe(
     part = replicas.partitionFor(request.topic, request.partition, true);
     const r = await part.log.read(offset, maxBytes);
     if (r.bytes.length > 0) {
-      await send({
+      // The record bytes count against the stream's send buffer bound: a client that does not
+      // read stops this loop (no read ahead of what the transport can take), see handlers.ts.
+      const message = {
         records: r.bytes,
         highWatermark: String(r.highWatermark),
         nextOffset: String(r.nextOffset),
-      });
+      };
+      await send(message, r.bytes.length);
       metrics.recordBytesOut(request.topic, r.bytes.length);
       offset = r.nextOffset;
       continue;

@@ -5,7 +5,9 @@
  * with {@link followPartition}: when a leader's stream ends with a retriable error (leadership
  * moved, the broker stopped or became unreachable) the gateway finds the new leader and resumes
  * at the offset after the last batch it passed on, so the client sees one unbroken stream with
- * every record once, in order.
+ * every record once, in order. Every stage is pull-based and bounded: a client that does not read
+ * stops `send`, which stops the merge, the decoding and the reading of the broker streams, so
+ * HTTP/2 flow control stops the brokers; nothing is queued beyond the bounds named below.
  */
 import { Deadline } from "../shared/retry.js";
 import {
@@ -19,7 +21,8 @@ import { IsolationLevel } from "../shared/generated/samsa/v1/IsolationLevel.js";
 import { SpecialOffset } from "../shared/generated/samsa/v1/SpecialOffset.js";
 import type { SubscribeRequest__Output } from "../shared/generated/samsa/v1/SubscribeRequest.js";
 import type { SubscribeResponse__Output } from "../shared/generated/samsa/v1/SubscribeResponse.js";
-import { stream } from "../shared/grpc/client.js";
+import { STREAM_READ_AHEAD_MESSAGES, stream } from "../shared/grpc/client.js";
+import type { StreamSend } from "../shared/grpc/handlers.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
 import { decodeBatches } from "../shared/record-batch/builder.js";
 import { checkTopicPartition, parseInt64 } from "../shared/request-parsing.js";
@@ -34,6 +37,20 @@ import { type Attempt, asSamsaError, type Routing } from "./routing.js";
 export const FOLLOW_RETRY_TIMEOUT_MS = 120_000;
 /** Deadline of resolving a stream's start offsets, ms. */
 export const STREAM_START_TIMEOUT_MS = 30_000;
+/**
+ * Record bytes the gateway asks a broker for per Subscribe message of a Consume stream (a
+ * larger batch still comes whole). With one message read ahead ({@link STREAM_READ_AHEAD_MESSAGES})
+ * and one being decoded, a partition of a Consume whose client does not read holds about twice
+ * this plus {@link GATEWAY_BROKER_FLOW_CONTROL_WINDOW_BYTES} in the gateway.
+ */
+export const CONSUME_SUBSCRIBE_BYTES_MAX = 256 * 1024;
+/**
+ * HTTP/2 flow-control window of the gateway's broker channels, per connection and per call,
+ * bytes: what a broker's Subscribe stream may have in flight to the gateway while the gateway's
+ * client does not read. Small because the gateway holds it per partition of every stuck
+ * stream; proxied Fetch answers larger than it wait for a WINDOW_UPDATE every this many bytes.
+ */
+export const GATEWAY_BROKER_FLOW_CONTROL_WINDOW_BYTES = 512 * 1024;
 
 /** What the streams need. */
 export interface StreamDeps {
@@ -48,7 +65,7 @@ type StartSpec = Pick<SubscribeRequest__Output, "start" | "offset" | "special" |
 export async function subscribe(
   request: SubscribeRequest__Output,
   deps: StreamDeps,
-  send: (message: SubscribeResponse__Output) => Promise<void>,
+  send: StreamSend<SubscribeResponse__Output>,
   signal: AbortSignal,
 ): Promise<void> {
   const { topic, partition } = request;
@@ -56,14 +73,14 @@ export async function subscribe(
   const [offset] = await startOffsets(deps, topic, [partition], request, "Subscribe", signal);
   const follow = { topic, partition, offset: offset!, maxBytes: request.maxBytes };
   for await (const message of followPartition(deps.routing, follow, "Subscribe", signal))
-    await send(message);
+    await send(message, message.records.length);
 }
 
 /** Consume: decoded records of one or every partition, until `max_messages` or cancelled. */
 export async function consume(
   request: ConsumeRequest__Output,
   deps: StreamDeps,
-  send: (message: ConsumeResponse) => Promise<void>,
+  send: StreamSend<ConsumeResponse>,
   signal: AbortSignal,
 ): Promise<void> {
   const { topic } = request;
@@ -77,11 +94,15 @@ export async function consume(
   const stop = new AbortController();
   const inner = AbortSignal.any([signal, stop.signal]);
   const sources = partitions.map((partition, i) =>
-    partitionRecords(deps.routing, { topic, partition, offset: offsets[i]!, maxBytes: 0 }, inner),
+    partitionRecords(
+      deps.routing,
+      { topic, partition, offset: offsets[i]!, maxBytes: CONSUME_SUBSCRIBE_BYTES_MAX },
+      inner,
+    ),
   );
   let sent = 0;
   for await (const record of merge(sources, stop)) {
-    await send(record);
+    await send(record, (record.key?.length ?? 0) + (record.value?.length ?? 0));
     sent++;
     if (request.maxMessages > 0 && sent >= request.maxMessages) return;
   }

@@ -22,6 +22,7 @@ import { advertisedAddress, connectClusterEtcd } from "../shared/service-setup.j
 import { adminProxyHandlers } from "./admin-proxy.js";
 import { brokerFaceHandlers } from "./broker-face.js";
 import { BrokerPool } from "./broker-pool.js";
+import { GATEWAY_BROKER_FLOW_CONTROL_WINDOW_BYTES } from "./consume.js";
 import { GatewayMetrics } from "./gateway-metrics.js";
 import { gatewayServiceHandlers } from "./gateway-service.js";
 import { type Groups, startGroups } from "./groups/groups.js";
@@ -83,7 +84,10 @@ export class Gateway {
       this.metadata = new ClusterMetadata(this.etcd, keys, this.logger);
       await this.metadata.start();
       this.watch = new MetadataWatch(this.metadata);
-      this.pool = new BrokerPool(this.metadata);
+      // A small window: the gateway holds it for every partition of a stream whose client stalls.
+      this.pool = new BrokerPool(this.metadata, {
+        flowControlWindowBytes: GATEWAY_BROKER_FLOW_CONTROL_WINDOW_BYTES,
+      });
       const routing = new Routing({
         metadata: this.metadata,
         pool: this.pool,

@@ -29,6 +29,13 @@ export const CLIENT_RECONNECT_BACKOFF_MAX_MS = 5_000;
  * every answer whole anyway, up to the receive limit.
  */
 export const CLIENT_FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
+/**
+ * Messages a server stream's reader buffers ahead of its consumer. grpc-js's readable buffers 16
+ * (Node's object-mode default) before it stops reading the HTTP/2 stream: with 1 MiB Subscribe
+ * messages a gateway held 16 MiB per partition of every Consume whose client did not read.
+ * With 1 the HTTP/2 flow-control window alone bounds what is in flight; it still pipelines.
+ */
+export const STREAM_READ_AHEAD_MESSAGES = 1;
 /** Deadline of a unary call when the caller gives none, ms (every call is bounded). */
 export const UNARY_DEADLINE_MS_DEFAULT = 30_000;
 
@@ -38,6 +45,12 @@ export interface ClientOptions {
   receiveMessageMaxBytes?: number;
   /** Largest request sent, bytes. Default {@link CLIENT_SEND_MESSAGE_MAX_BYTES_DEFAULT}. */
   sendMessageMaxBytes?: number;
+  /**
+   * HTTP/2 flow-control window granted to the server, per connection and per call, bytes: what
+   * one server stream can have in flight to this process when it does not read. Default
+   * {@link CLIENT_FLOW_CONTROL_WINDOW_BYTES}.
+   */
+  flowControlWindowBytes?: number;
   /** Extra channel options, applied last (tests, special cases). */
   channelOptions?: grpc.ChannelOptions;
 }
@@ -62,7 +75,8 @@ export function createClient<C extends grpc.Client>(
       options.sendMessageMaxBytes ?? CLIENT_SEND_MESSAGE_MAX_BYTES_DEFAULT,
     "grpc.initial_reconnect_backoff_ms": CLIENT_RECONNECT_BACKOFF_INITIAL_MS,
     "grpc.max_reconnect_backoff_ms": CLIENT_RECONNECT_BACKOFF_MAX_MS,
-    "grpc-node.flow_control_window": CLIENT_FLOW_CONTROL_WINDOW_BYTES,
+    "grpc-node.flow_control_window":
+      options.flowControlWindowBytes ?? CLIENT_FLOW_CONTROL_WINDOW_BYTES,
     ...options.channelOptions,
   });
 }
@@ -158,7 +172,9 @@ export function unary<C extends grpc.Client, M extends UnaryMethod<C>>(
 /**
  * Calls server-streaming method `method` (e.g. `"Subscribe"`) and yields its messages. A
  * failure is thrown as a {@link SamsaError}; leaving the loop early (or aborting `signal`)
- * cancels the call, and an aborted call just ends the iteration.
+ * cancels the call, and an aborted call just ends the iteration. Pull-based: at most
+ * {@link STREAM_READ_AHEAD_MESSAGES} message is read ahead of the loop, so a loop that stops
+ * pulling stops the server (HTTP/2 flow control) instead of buffering here.
  */
 export async function* stream<C extends grpc.Client, M extends StreamMethod<C>>(
   client: C,
@@ -170,6 +186,7 @@ export async function* stream<C extends grpc.Client, M extends StreamMethod<C>>(
   const call = fn.call(client, request, options.metadata ?? new grpc.Metadata(), {
     deadline: deadlineOf(options.deadlineMs),
   }) as grpc.ClientReadableStream<StreamMessageOf<C, M>>;
+  limitReadAhead(call, STREAM_READ_AHEAD_MESSAGES);
   const onAbort = (): void => call.cancel();
   if (options.signal?.aborted) call.cancel();
   else options.signal?.addEventListener("abort", onAbort, { once: true });
@@ -182,4 +199,16 @@ export async function* stream<C extends grpc.Client, M extends StreamMethod<C>>(
     options.signal?.removeEventListener("abort", onAbort);
     call.cancel();
   }
+}
+
+/**
+ * Lowers the read-ahead of a grpc-js client stream to `messages`. grpc-js creates its readable
+ * with Node's default and offers no option, so this sets the readable state's high-water mark
+ * before anything is read (grpc-js asks HTTP/2 for a message only when the readable is below it).
+ */
+function limitReadAhead(call: grpc.ClientReadableStream<unknown>, messages: number): void {
+  const state = (call as unknown as { _readableState?: { highWaterMark?: unknown } })
+    ._readableState;
+  assert(typeof state?.highWaterMark === "number", "a grpc-js stream is a Node readable");
+  state.highWaterMark = messages;
 }

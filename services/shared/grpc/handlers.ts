@@ -32,31 +32,63 @@ export type UnaryHandler<Req, Res> = (
 ) => Promise<Res>;
 
 /**
- * A server-streaming handler: either `await send(message)` for each message and resolve when
- * done, or be an async generator yielding the messages. `send` waits while the transport's
- * buffer is full (backpressure) and rejects once the call is cancelled or the server stops.
+ * Sends one message of a stream: resolves once the stream may take the next one (see
+ * {@link STREAM_SEND_BUFFER_BYTES_MAX}); rejects once the call is cancelled or the server stops.
+ * `bytes` is the message's payload size (e.g. its record bytes), counted against the byte bound;
+ * 0 (the default) counts the message against the message bound only.
+ */
+export type StreamSend<Res> = (message: Res, bytes?: number) => Promise<void>;
+
+/**
+ * A server-streaming handler: either `await send(message, bytes)` for each message and resolve
+ * when done, or be an async generator yielding the messages. `send` waits while the stream's
+ * send buffer is full (backpressure: a client that does not read stops the handler).
  */
 export type ServerStreamHandler<Req, Res> = (
   request: Req,
   call: grpc.ServerWritableStream<Req, Res>,
-  send: (message: Res) => Promise<void>,
+  send: StreamSend<Res>,
   ctx: RpcContext,
 ) => Promise<void> | AsyncIterable<Res>;
 
 /**
+ * A bidirectional-streaming handler: reads the client's messages from `requests` (each one a
+ * request, or a {@link MalformedRequest} for bytes that are not one; the iteration ends when the
+ * client half-closes), `await send(message)` for each answer, and resolves when done (the
+ * server then ends the stream) or throws (the stream ends with that error).
+ */
+export type BidiStreamHandler<Req, Res> = (
+  requests: AsyncIterable<Req | MalformedRequest>,
+  call: grpc.ServerDuplexStream<Req, Res>,
+  send: StreamSend<Res>,
+  ctx: RpcContext,
+) => Promise<void>;
+
+/**
  * The async handlers of a service, derived from its generated `...Handlers` interface `H`: one
- * {@link UnaryHandler} or {@link ServerStreamHandler} per RPC, all required.
+ * {@link UnaryHandler}, {@link ServerStreamHandler} or {@link BidiStreamHandler} per RPC, all
+ * required.
  */
 export type ServiceHandlers<H> = {
-  [K in keyof H as string extends K ? never : K]: H[K] extends grpc.handleServerStreamingCall<
+  [K in keyof H as string extends K ? never : K]: H[K] extends grpc.handleBidiStreamingCall<
     infer Req,
     infer Res
   >
-    ? ServerStreamHandler<Req, Res>
-    : H[K] extends grpc.handleUnaryCall<infer Req, infer Res>
-      ? UnaryHandler<Req, Res>
-      : never;
+    ? BidiStreamHandler<Req, Res>
+    : H[K] extends grpc.handleServerStreamingCall<infer Req, infer Res>
+      ? ServerStreamHandler<Req, Res>
+      : H[K] extends grpc.handleUnaryCall<infer Req, infer Res>
+        ? UnaryHandler<Req, Res>
+        : never;
 };
+
+/**
+ * Payload bytes one server stream may have written but not yet handed to HTTP/2 (whose
+ * flow-control window then bounds what is in flight), bytes. grpc-js's own buffer is bounded by
+ * message count only (16), which for 1 MiB Subscribe messages let every stream whose client does
+ * not read hold 16 MiB in the server; past this bound `send` waits for the transport instead.
+ */
+export const STREAM_SEND_BUFFER_BYTES_MAX = 256 * 1024;
 
 /** Name of the RPC counter. */
 export const RPC_REQUESTS_METRIC = "samsa_rpc_requests_total";
@@ -208,7 +240,7 @@ export function wrapServerStream<Req, Res>(
   return (call) => {
     const scope = openScope(env, service, method, call);
     const { signal } = scope.ctx;
-    const send = (message: Res): Promise<void> => sendWithBackpressure(call, signal, message);
+    const send = streamSender(call, signal);
     void (async () => {
       try {
         if (call.request instanceof MalformedRequest) throw call.request.error(method);
@@ -232,26 +264,46 @@ export function wrapServerStream<Req, Res>(
   };
 }
 
-/** Writes one message; waits for `drain` when the buffer is full; rejects once aborted. */
-function sendWithBackpressure<Res>(
+/**
+ * The `send` of one stream. A write is outstanding until grpc-js has handed it to HTTP/2 (its
+ * callback); `send` resolves when grpc-js's buffer has room (no `drain` pending) and the
+ * outstanding payload is at most {@link STREAM_SEND_BUFFER_BYTES_MAX}, so a stream holds at
+ * most that much (plus one message) however slowly its client reads.
+ */
+function streamSender<Res>(
   call: grpc.ServerWritableStream<unknown, Res>,
   signal: AbortSignal,
-  message: Res,
-): Promise<void> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  if (call.write(message)) return Promise.resolve();
-  return new Promise<void>((resolve, reject) => {
-    const onDrain = (): void => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    };
-    const onAbort = (): void => {
-      call.off("drain", onDrain);
-      reject(signal.reason);
-    };
-    call.once("drain", onDrain);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
+): StreamSend<Res> {
+  let outstandingBytes = 0;
+  let wake: (() => void) | undefined;
+  const notify = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  call.on("drain", notify);
+  const full = (): boolean =>
+    call.writableNeedDrain || outstandingBytes > STREAM_SEND_BUFFER_BYTES_MAX;
+  return async (message, bytes = 0) => {
+    if (signal.aborted) throw signal.reason;
+    outstandingBytes += bytes;
+    call.write(message, () => {
+      outstandingBytes -= bytes;
+      notify();
+    });
+    while (full()) {
+      if (signal.aborted) throw signal.reason;
+      await new Promise<void>((resolve) => {
+        const onAbort = (): void => resolve();
+        wake = () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+      });
+    }
+    if (signal.aborted) throw signal.reason;
+  };
 }
 
 function isAsyncIterable<T>(value: unknown): value is AsyncIterable<T> {
@@ -260,4 +312,30 @@ function isAsyncIterable<T>(value: unknown): value is AsyncIterable<T> {
     value !== null &&
     typeof (value as Partial<AsyncIterable<T>>)[Symbol.asyncIterator] === "function"
   );
+}
+
+/** Wraps an async bidirectional-streaming handler into a grpc-js one. */
+export function wrapBidiStream<Req, Res>(
+  env: WrapEnv,
+  service: string,
+  method: string,
+  handler: BidiStreamHandler<Req, Res>,
+): grpc.handleBidiStreamingCall<Req, Res> {
+  return (call) => {
+    const scope = openScope(env, service, method, call as unknown as CallLike);
+    const { signal } = scope.ctx;
+    const send = streamSender(call as unknown as grpc.ServerWritableStream<unknown, Res>, signal);
+    void (async () => {
+      try {
+        await handler(call as AsyncIterable<Req | MalformedRequest>, call, send, scope.ctx);
+        if (signal.aborted && !call.cancelled) throw signal.reason;
+      } catch (err) {
+        const serviceError = scope.fail(err, call.cancelled);
+        if (serviceError !== undefined) call.emit("error", serviceError);
+        return;
+      }
+      scope.finish(call.cancelled ? RPC_CODE_CANCELLED : ErrorCode[ErrorCode.NONE]);
+      if (!call.cancelled) call.end();
+    })();
+  };
 }
