@@ -4,7 +4,12 @@
  * bootstrapped from) from a position, decodes each answer into the records at or after the
  * position, and keeps at most {@link FETCH_BUFFERED_ANSWERS_MAX} answers waiting to be
  * processed: a partition whose records are not taken (paused, or a slow handler) stops fetching
- * by itself. NOT_LEADER and the other stale-metadata codes refresh the metadata and retry with
+ * by itself. An answer is kept as the bytes it came in: the loop reads only its batch headers
+ * (for the next fetch's position) and fetches again at once; its records are checked and
+ * decoded when {@link take} hands them out, whole batches of about
+ * {@link TAKE_RECORDS_MIN} records at a time, so that they die young (a 4 MiB answer decoded at
+ * once keeps some 40,000 record objects alive long enough to be promoted, which the garbage
+ * collector pays for) and records dropped by a seek or a revocation are never decoded. NOT_LEADER and the other stale-metadata codes refresh the metadata and retry with
  * a backoff; OFFSET_OUT_OF_RANGE resets the position as `autoOffsetReset` says (or fails).
  * {@link seek} drops what was buffered and cancels a fetch in flight.
  */
@@ -13,7 +18,14 @@ import { IsolationLevel } from "../shared/generated/samsa/v1/IsolationLevel.js";
 import { unary } from "../shared/grpc/client.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
 import { FETCH_BYTES_MAX_DEFAULT } from "../shared/protocol-limits.js";
-import { iterateBatches, lastOffsetOf } from "../shared/record-batch/index.js";
+import {
+  BATCH_HEADER_BYTES,
+  batchSizeBytes,
+  decodeBatch,
+  LOG_OVERHEAD_BYTES,
+  lastOffsetOf,
+  readBatchHeader,
+} from "../shared/record-batch/index.js";
 import { backoffMs, sleep } from "../shared/retry.js";
 import { listOffsets } from "./list-offsets.js";
 import { type Cluster, needsMetadataRefresh } from "./metadata.js";
@@ -22,6 +34,8 @@ import type { ConsumerRecord } from "./records.js";
 
 /** Fetch answers decoded and waiting per partition before its fetching pauses. */
 export const FETCH_BUFFERED_ANSWERS_MAX = 2;
+/** {@link PartitionFetcher.take} decodes whole batches until it has at least this many records. */
+export const TAKE_RECORDS_MIN = 1_000;
 /** Fetch's replica id for consumers. */
 const CONSUMER_REPLICA_ID = -1;
 
@@ -35,9 +49,18 @@ export interface PartitionFetchSettings {
   readonly autoOffsetReset: "earliest" | "latest" | "none";
 }
 
-/** Reads one partition into a small buffer of record arrays. */
+/** One fetch answer waiting to be handed out. */
+interface Answer {
+  readonly data: Buffer;
+  /** Where the next batch to decode starts. */
+  pos: number;
+  /** Records before this offset (the start of the first batch) are skipped. */
+  readonly from: number;
+}
+
+/** Reads one partition into a small buffer of fetch answers. */
 export class PartitionFetcher {
-  private readonly queue: ConsumerRecord[][] = [];
+  private readonly queue: Answer[] = [];
   private readonly stopped = new AbortController();
   /** Cancels the fetch in flight (a seek). */
   private current = new AbortController();
@@ -74,11 +97,29 @@ export class PartitionFetcher {
     return this.position;
   }
 
-  /** The oldest buffered records (one fetch answer), or undefined. */
+  /**
+   * The next buffered records (whole batches of the oldest answer, at least
+   * {@link TAKE_RECORDS_MIN} records where it has them), or undefined. A batch that fails its
+   * check (CORRUPT_MESSAGE) ends the fetcher through `onError`.
+   */
   take(): ConsumerRecord[] | undefined {
-    const records = this.queue.shift();
-    if (records !== undefined) this.wake();
-    return records;
+    while (this.queue.length > 0) {
+      const answer = this.queue[0]!;
+      let records: ConsumerRecord[];
+      try {
+        records = this.decode(answer);
+      } catch (err) {
+        this.close();
+        this.onError(asSamsaError(err));
+        return undefined;
+      }
+      if (answer.pos >= answer.data.length) {
+        this.queue.shift();
+        this.wake();
+      }
+      if (records.length > 0) return records;
+    }
+    return undefined;
   }
 
   /** Reads from `offset` on: the buffer is dropped and a fetch in flight cancelled. */
@@ -203,21 +244,42 @@ export class PartitionFetcher {
       );
     }
     this.attempt = 0;
-    const records = this.decode(result.records);
-    if (records.length > 0) {
-      this.queue.push(records);
-      this.onData();
-    }
+    const data = result.records;
+    if (data.length === 0) return;
+    const from = this.position;
+    this.position = this.nextPosition(data);
+    this.queue.push({ data, pos: 0, from });
+    this.onData();
   }
 
-  /** The records at or after the position; moves the position past the answer's batches. */
-  private decode(data: Buffer): ConsumerRecord[] {
+  /** The offset after the answer's last batch, from the batch headers alone. */
+  private nextPosition(data: Buffer): number {
+    let next = this.position;
+    for (let pos = 0; pos < data.length; ) {
+      const h = readBatchHeader(data, pos);
+      const size = batchSizeBytes(h);
+      if (h.batchLength < BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES || pos + size > data.length) {
+        throw new SamsaError(
+          ErrorCode.CORRUPT_MESSAGE,
+          `${this.topic}-${this.partition}: a batch at byte ${pos} of the fetch answer is truncated or too short`,
+        );
+      }
+      next = Math.max(next, lastOffsetOf(h) + 1);
+      pos += size;
+    }
+    return next;
+  }
+
+  /** Decodes whole batches of `answer` until {@link TAKE_RECORDS_MIN} records or its end. */
+  private decode(answer: Answer): ConsumerRecord[] {
     const out: ConsumerRecord[] = [];
-    if (data.length === 0) return out;
     const { topic, partition } = this;
-    for (const batch of iterateBatches(data)) {
+    const { data, from } = answer;
+    while (answer.pos < data.length && out.length < TAKE_RECORDS_MIN) {
+      const batch = decodeBatch(data, answer.pos);
+      answer.pos += batchSizeBytes(batch.header);
       for (const r of batch.records) {
-        if (r.offset < this.position) continue;
+        if (r.offset < from) continue;
         out.push({
           topic,
           partition,
@@ -228,7 +290,6 @@ export class PartitionFetcher {
           headers: r.headers,
         });
       }
-      this.position = Math.max(this.position, lastOffsetOf(batch.header) + 1);
     }
     return out;
   }
