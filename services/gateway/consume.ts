@@ -43,14 +43,14 @@ export const STREAM_START_TIMEOUT_MS = 30_000;
  * and one being decoded, a partition of a Consume whose client does not read holds about twice
  * this plus {@link GATEWAY_BROKER_FLOW_CONTROL_WINDOW_BYTES} in the gateway.
  */
-export const CONSUME_SUBSCRIBE_BYTES_MAX = 256 * 1024;
+export const CONSUME_SUBSCRIBE_BYTES_MAX = 64 * 1024;
 /**
  * HTTP/2 flow-control window of the gateway's broker channels, per connection and per call,
  * bytes: what a broker's Subscribe stream may have in flight to the gateway while the gateway's
  * client does not read. Small because the gateway holds it per partition of every stuck
  * stream; proxied Fetch answers larger than it wait for a WINDOW_UPDATE every this many bytes.
  */
-export const GATEWAY_BROKER_FLOW_CONTROL_WINDOW_BYTES = 512 * 1024;
+export const GATEWAY_BROKER_FLOW_CONTROL_WINDOW_BYTES = 256 * 1024;
 
 /** What the streams need. */
 export interface StreamDeps {
