@@ -15,6 +15,7 @@ import { initProducerId } from "./producer-id.js";
 import type { GatewayProducers } from "./idempotence.js";
 import { appendThroughRouter, publish } from "./publish.js";
 import { PublishAccumulator } from "./publish-accumulator.js";
+import { publishStream } from "./publish-stream.js";
 import type { Router } from "./router.js";
 import { ROUTE_DEADLINE_MARGIN_MS, ROUTE_TIMEOUT_MS_DEFAULT, type Routing } from "./routing.js";
 
@@ -53,6 +54,8 @@ export function gatewayServiceHandlers(
       initProducerId(deps.routing, routeDeadline(call), ctx.signal),
     Publish: (request, call, ctx) =>
       publish(request, deps, appends, routeDeadline(call), ctx.signal),
+    PublishStream: (requests, _call, send, ctx) =>
+      publishStream(requests, send, deps, appends, ctx.signal),
     Subscribe: (request, _call, send, ctx) => subscribe(request, deps, send, ctx.signal),
     Consume: (request, _call, send, ctx) => consume(request, deps, send, ctx.signal),
   };

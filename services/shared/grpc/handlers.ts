@@ -327,7 +327,12 @@ export function wrapBidiStream<Req, Res>(
     const send = streamSender(call as unknown as grpc.ServerWritableStream<unknown, Res>, signal);
     void (async () => {
       try {
-        await handler(call as AsyncIterable<Req | MalformedRequest>, call, send, scope.ctx);
+        // Not `for await (… of call)`: that destroys the stream when the requests end, and with
+        // it the answers still to be written.
+        const requests = call.iterator({ destroyOnReturn: false }) as AsyncIterable<
+          Req | MalformedRequest
+        >;
+        await handler(requests, call, send, scope.ctx);
         if (signal.aborted && !call.cancelled) throw signal.reason;
       } catch (err) {
         const serviceError = scope.fail(err, call.cancelled);

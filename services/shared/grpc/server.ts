@@ -15,10 +15,12 @@ import { type Logger, silentLogger } from "../logger.js";
 import {
   MalformedRequest,
   rpcMetrics,
+  type BidiStreamHandler,
   type ServerStreamHandler,
   type ServiceHandlers,
   type UnaryHandler,
   type WrapEnv,
+  wrapBidiStream,
   wrapServerStream,
   wrapUnary,
 } from "./handlers.js";
@@ -196,10 +198,15 @@ function wrapService<H extends grpc.UntypedServiceImplementation, C extends grpc
   for (const [method, definition] of Object.entries(spec.definition)) {
     const handler = table[method];
     assert(typeof handler === "function", `${spec.name}.${method} has a handler`);
-    assert(!definition.requestStream, `${spec.name}.${method}: client streams are unsupported`);
-    wrapped[method] = definition.responseStream
-      ? wrapServerStream(env, spec.name, method, handler as ServerStreamHandler<unknown, unknown>)
-      : wrapUnary(env, spec.name, method, handler as UnaryHandler<unknown, unknown>);
+    assert(
+      !definition.requestStream || definition.responseStream,
+      `${spec.name}.${method}: client streams are unsupported (bidirectional ones are)`,
+    );
+    wrapped[method] = definition.requestStream
+      ? wrapBidiStream(env, spec.name, method, handler as BidiStreamHandler<unknown, unknown>)
+      : definition.responseStream
+        ? wrapServerStream(env, spec.name, method, handler as ServerStreamHandler<unknown, unknown>)
+        : wrapUnary(env, spec.name, method, handler as UnaryHandler<unknown, unknown>);
   }
   return wrapped;
 }
