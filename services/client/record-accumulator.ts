@@ -32,6 +32,14 @@ export const BATCH_SIZE_BYTES_DEFAULT = 16_384;
 export const BUFFER_MEMORY_BYTES_DEFAULT = 33_554_432;
 /** Longest `add` waits for buffer room or the topic's metadata, ms (Kafka's `max.block.ms`). */
 export const MAX_BLOCK_MS_DEFAULT = 60_000;
+/**
+ * Every this many records `add` answers after the event loop's next turn instead of at once.
+ * Kafka's sender is a thread of its own; ours shares the event loop with the caller, and a
+ * caller that awaits each `add` while there is buffer room never gives it up: answers and the
+ * sends they make possible would wait until the buffer is full. A turn every 1,000 records
+ * (about 2 ms of adds) lets them run; measured in docs/performance.md.
+ */
+export const ADD_YIELD_RECORDS = 1000;
 
 /** Batching options (Kafka's names, camelCased with their unit). */
 export interface AccumulatorOptions {
@@ -259,6 +267,8 @@ export class RecordAccumulator {
   private firstError: SamsaError | undefined;
   private closed = false;
   private wake: WakeFn = noop;
+  /** Records added at once since `add` last waited for the event loop's turn. */
+  private addsSinceYield = 0;
 
   constructor(
     private readonly metadata: TopicPartitions,
@@ -329,10 +339,12 @@ export class RecordAccumulator {
           timestamp,
           callback,
         );
-        if (delivery !== undefined)
-          return delivery instanceof SamsaError
-            ? Promise.reject(delivery)
-            : Promise.resolve(delivery);
+        if (delivery instanceof SamsaError) return Promise.reject(delivery);
+        if (delivery !== undefined) {
+          if (++this.addsSinceYield < ADD_YIELD_RECORDS) return Promise.resolve(delivery);
+          this.addsSinceYield = 0;
+          return new Promise((resolve) => setImmediate(resolve, delivery));
+        }
       }
     }
     return this.addLater(topic, explicit, key, value, headers, timestamp, callback);
