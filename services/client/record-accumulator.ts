@@ -226,8 +226,21 @@ export interface PartitionQueue {
   readonly topic: string;
   readonly partition: number;
   readonly batches: ProducerBatch[];
-  /** A Produce carrying this partition's batches is in flight (one at a time keeps the order). */
-  inFlight: boolean;
+  /**
+   * Produce calls carrying this partition's batches now in flight: at most one without
+   * idempotence (so the order holds through retries), up to 5 with it (the broker's sequence
+   * check keeps the order; sender.ts).
+   */
+  inFlight: number;
+  /** Batches at the head of `batches` that are in such a call (they are never taken again). */
+  sentBatches: number;
+  /**
+   * A call of this partition failed: nothing more is sent until every call in flight answered,
+   * then the batches go again from the head, in sequence order (Kafka's re-enqueued batches).
+   */
+  retrying: boolean;
+  /** Idempotence: the partition's sequences restart under a new epoch before the next send. */
+  resetPending: SamsaError | undefined;
   /** Not sent again before this, ms since the epoch (backoff after a retriable error). */
   retryAtMs: number;
   /** Failed attempts in a row (for the backoff). */
@@ -448,7 +461,17 @@ export class RecordAccumulator {
     }
     let q = t.queues[partition];
     if (q === undefined) {
-      q = { topic, partition, batches: [], inFlight: false, retryAtMs: 0, attempts: 0 };
+      q = {
+        topic,
+        partition,
+        batches: [],
+        inFlight: 0,
+        sentBatches: 0,
+        retrying: false,
+        resetPending: undefined,
+        retryAtMs: 0,
+        attempts: 0,
+      };
       t.queues[partition] = q;
     }
     const open = q.batches[q.batches.length - 1];
@@ -514,25 +537,29 @@ export class RecordAccumulator {
    * by another batch; else when its linger ends.
    */
   sendableAtMs(q: PartitionQueue): number {
-    const head = q.batches[0]!;
-    if (head.sealed || this.flushing > 0 || q.batches.length > 1) return 0;
+    const head = q.batches[q.sentBatches];
+    if (head === undefined) return Number.POSITIVE_INFINITY;
+    if (head.sealed || this.flushing > 0 || q.batches.length > q.sentBatches + 1) return 0;
     return head.createdMs + this.lingerMs;
   }
 
   /**
-   * Takes the sendable batches at the head of `q` (at least one, then while their bytes fit in
-   * `bytesLeft`), sealing them. The open tail goes only when its linger is over.
+   * Takes the sendable batches of `q` after those in flight (at least one, then while their
+   * bytes fit in `bytesLeft`), sealing them and counting them in flight. The open tail goes only
+   * when its linger is over.
    */
   take(q: PartitionQueue, bytesLeft: number, nowMs: number): ProducerBatch[] {
     const out: ProducerBatch[] = [];
     let bytes = 0;
-    for (const b of q.batches) {
+    for (let i = q.sentBatches; i < q.batches.length; i++) {
+      const b = q.batches[i]!;
       if (!b.sealed && !(this.flushing > 0 || b.createdMs + this.lingerMs <= nowMs)) break;
       if (out.length > 0 && bytes + b.builder.sizeBytes > bytesLeft) break;
       if (!b.sealed) this.seal(undefined, b);
       out.push(b);
       bytes += b.builder.sizeBytes;
     }
+    q.sentBatches += out.length;
     return out;
   }
 
@@ -541,7 +568,28 @@ export class RecordAccumulator {
    * first: each next one follows the records of the one before; or an error).
    */
   complete(q: PartitionQueue, n: number, outcome: number | SamsaError): void {
-    const done = q.batches.splice(0, n);
+    this.settleBatches(q, q.batches.splice(0, n), outcome);
+  }
+
+  /**
+   * Removes `batches` (consecutive, one call's) from `q` wherever they are, and settles them as
+   * {@link complete} does.
+   */
+  completeBatches(
+    q: PartitionQueue,
+    batches: readonly ProducerBatch[],
+    outcome: number | SamsaError,
+  ): void {
+    const at = q.batches.indexOf(batches[0]!);
+    assert(at >= 0, "completed batches are queued");
+    this.settleBatches(q, q.batches.splice(at, batches.length), outcome);
+  }
+
+  private settleBatches(
+    q: PartitionQueue,
+    done: ProducerBatch[],
+    outcome: number | SamsaError,
+  ): void {
     let offset = typeof outcome === "number" ? outcome : -1;
     for (const b of done) {
       if (outcome instanceof SamsaError) {

@@ -2,19 +2,26 @@
  * The producer's sender (Kafka's `Sender`): takes the sendable batches of the accumulator to the
  * partitions' leaders. Each pass groups the partitions whose head batch is sendable (full,
  * lingered, or flushing) by leader and makes one Produce per leader carrying, for each partition,
- * its sendable batches up to `max.request.size`. A partition has one Produce in flight at a time,
- * so its records stay in order across retries; a broker has at most
- * `max.in.flight.requests.per.connection` Produce calls in flight, so that many partitions'
- * requests overlap. A retriable error keeps the batches at the head of their queue and retries
- * them after a backoff (and a metadata refresh for stale-metadata codes); a batch older than
+ * its sendable batches up to `max.request.size`. A broker has at most
+ * `max.in.flight.requests.per.connection` Produce calls in flight. Without idempotence a
+ * partition has one Produce in flight at a time, so its records stay in order across retries;
+ * with it up to {@link MAX_IN_FLIGHT_PER_PARTITION_IDEMPOTENT} (Kafka's bound: the broker's
+ * sequence check refuses a batch that would overtake an earlier one, and its window of 5
+ * recognises re-sends). A retriable error keeps the batches in their queue: the partition then
+ * sends nothing new until all its calls in flight answered, and retries from the head of its
+ * queue, in sequence order, after a backoff (and a metadata refresh for stale-metadata codes);
+ * Kafka's Sender re-enqueues the batches in sequence order the same way. A batch older than
  * `delivery.timeout.ms` fails with the last error; a non-retriable error fails the batches it was
  * about. Batches are closed (header, CRC, compression) once, so a retry sends the same bytes.
  *
  * Idempotence (default; producer-state.ts): nothing is sent before InitProducerId answered; a
  * batch takes its partition's next sequence numbers when first closed, so a retry after a lost
  * answer is written once (the leader answers the first offsets). OUT_OF_ORDER_SEQUENCE_NUMBER
- * and UNKNOWN_PRODUCER_ID restart the partition's sequences under a new epoch (KIP-360) and
- * retry, at most {@link SEQUENCE_RESETS_PER_BATCH_MAX} times per batch.
+ * (or UNKNOWN_PRODUCER_ID) for a batch behind an earlier unacknowledged one means that earlier
+ * one was not written yet (it failed, or its call is still on its way): a plain retry in order.
+ * For the partition's oldest unacknowledged batch it means a gap in the broker's state: once no
+ * call of the partition is in flight, its sequences restart under a new epoch (KIP-360) and
+ * every batch goes again, at most {@link SEQUENCE_RESETS_PER_BATCH_MAX} restarts per batch.
  */
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import { asSamsaError } from "./produce-job.js";
@@ -33,6 +40,8 @@ import type { PartitionQueue, ProducerBatch, RecordAccumulator } from "./record-
 
 /** Produce calls in flight to one broker at most (Kafka's `max.in.flight.requests.per.connection`). */
 export const MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT = 5;
+/** Produce calls of one partition in flight at most with idempotence (the broker's window). */
+export const MAX_IN_FLIGHT_PER_PARTITION_IDEMPOTENT = 5;
 
 /** One partition's bytes in a Produce call. */
 export interface ProducePartition {
@@ -150,14 +159,21 @@ export class Sender {
     const idempotence = this.options.idempotence;
     const waitForId = idempotence !== undefined && !idempotence.ready;
     if (waitForId && this.acc.nonEmpty.size > 0) this.initialize(idempotence);
+    const perPartition = this.maxInFlightPerPartition;
     const byLeader = new Map<string, PartitionQueue[]>();
     for (const q of this.acc.nonEmpty) {
-      if (q.inFlight) continue;
-      if (q.retryAtMs > now) {
-        nextAtMs = Math.min(nextAtMs, q.retryAtMs);
-        continue;
+      // A partition retrying waits for every call in flight, then goes again from its head.
+      if (q.inFlight >= perPartition || (q.retrying && q.inFlight > 0)) continue;
+      if (q.inFlight === 0) {
+        if (q.retryAtMs > now) {
+          nextAtMs = Math.min(nextAtMs, q.retryAtMs);
+          continue;
+        }
+        q.retrying = false;
+        if (this.expire(q, now)) continue;
+        if (q.resetPending !== undefined && !this.restartSequences(q)) continue;
       }
-      if (this.expire(q, now)) continue;
+      if (q.sentBatches >= q.batches.length) continue;
       if (waitForId) {
         nextAtMs = Math.min(nextAtMs, q.batches[0]!.createdMs + this.options.deliveryTimeoutMs);
         continue;
@@ -169,7 +185,7 @@ export class Sender {
       }
       const leader = this.transport.leader(q.topic, q.partition);
       if (leader instanceof SamsaError) {
-        this.failed(q, q.batches.length, leader, now);
+        this.failed(q, q.batches.slice(q.sentBatches), leader, now);
         if (q.batches.length > 0) nextAtMs = Math.min(nextAtMs, q.retryAtMs);
         continue;
       }
@@ -188,7 +204,7 @@ export class Sender {
         for (; i < queues.length; i++) {
           const q = queues[i]!;
           const left = this.options.maxRequestSizeBytes - bytes;
-          if (taken.length > 0 && q.batches[0]!.builder.sizeBytes > left) break;
+          if (taken.length > 0 && q.batches[q.sentBatches]!.builder.sizeBytes > left) break;
           const batches = this.acc.take(q, left, now);
           if (batches.length === 0) continue;
           for (const b of batches) bytes += b.builder.sizeBytes;
@@ -203,8 +219,21 @@ export class Sender {
     else if (this.acc.nonEmpty.size === 0) this.close();
   }
 
-  /** Fails the head batches of `q` older than the delivery timeout; true if `q` is now empty. */
+  /** Produce calls of one partition in flight at most; see the module comment. */
+  private get maxInFlightPerPartition(): number {
+    if (this.options.idempotence === undefined) return 1;
+    return Math.max(
+      1,
+      Math.min(MAX_IN_FLIGHT_PER_PARTITION_IDEMPOTENT, this.options.maxInFlightPerBroker),
+    );
+  }
+
+  /**
+   * Fails the head batches of `q` older than the delivery timeout (none of them in flight);
+   * true if `q` is now empty.
+   */
   private expire(q: PartitionQueue, now: number): boolean {
+    if (q.inFlight > 0) return false;
     let n = 0;
     while (
       n < q.batches.length &&
@@ -231,15 +260,15 @@ export class Sender {
     const partitions: ProducePartition[] = [];
     const sent: Taken[] = [];
     for (const t of taken) {
-      t.q.inFlight = true;
       try {
         const closed = t.batches.map((b) => this.closeBatch(t.q, b));
         const records = closed.length === 1 ? closed[0]! : Buffer.concat(closed);
         partitions.push({ topic: t.q.topic, partition: t.q.partition, records });
+        t.q.inFlight++;
         sent.push(t);
       } catch (err) {
-        t.q.inFlight = false;
-        this.acc.complete(t.q, t.batches.length, asSamsaError(err));
+        t.q.sentBatches -= t.batches.length;
+        this.acc.completeBatches(t.q, t.batches, asSamsaError(err));
       }
     }
     try {
@@ -253,12 +282,14 @@ export class Sender {
       } catch (err) {
         const error = asSamsaError(err);
         const at = Date.now();
+        this.answered(sent);
         // The whole call failed (unreachable, timed out, a hung broker): as Kafka's client
         // disconnects and updates its metadata, so a new leader is found.
-        for (const t of sent) this.failed(t.q, t.batches.length, error, at, address, true);
+        for (const t of sent) this.failed(t.q, t.batches, error, at, address, true);
         return;
       }
       const at = Date.now();
+      this.answered(sent);
       sent.forEach((t, i) => {
         let r: ProducePartitionResult__Output | undefined = results[i];
         if (r === undefined || r.topic !== t.q.topic || r.partition !== t.q.partition) {
@@ -272,26 +303,44 @@ export class Sender {
               ErrorCode.UNKNOWN,
               `the broker answered base offset ${r!.baseOffset}`,
             );
-            this.acc.complete(t.q, t.batches.length, bad);
+            this.acc.completeBatches(t.q, t.batches, bad);
           } else {
             t.q.attempts = 0;
-            this.acc.complete(t.q, t.batches.length, base);
+            this.acc.completeBatches(t.q, t.batches, base);
           }
           return;
         }
         const message = r?.errorMessage || `no result for the partition (${ErrorCode[code]})`;
         const error = new SamsaError(code, `${t.q.topic}-${t.q.partition}: ${message}`);
-        if (SEQUENCE_RESET_CODES.has(code) && this.restartSequences(t.q, error)) {
-          // Refused, not written: retried at once under the partition's new epoch.
+        if (SEQUENCE_RESET_CODES.has(code) && this.options.idempotence !== undefined) {
           this.lastErrors.set(t.q, error);
+          t.q.retrying = true;
+          // Behind an earlier unacknowledged batch: that one is not written yet; this one goes
+          // again after it, with the same sequences.
+          if (t.q.batches[0] !== t.batches[0]) return;
+          // The oldest unacknowledged batch: a gap in the broker's state. Refused, not written:
+          // retried at once under the partition's new epoch, once no call is in flight.
+          const sequenced = t.q.batches.filter((b) => b.builder.closed);
+          if (sequenced.every((b) => b.sequenceResets < SEQUENCE_RESETS_PER_BATCH_MAX)) {
+            t.q.resetPending = error;
+            return;
+          }
+          this.acc.completeBatches(t.q, t.batches, error);
           return;
         }
-        this.failed(t.q, t.batches.length, error, at, address);
+        this.failed(t.q, t.batches, error, at, address);
       });
     } finally {
-      for (const t of sent) t.q.inFlight = false;
       this.inFlight.set(address, this.inFlight.get(address)! - 1);
       this.wake(0);
+    }
+  }
+
+  /** The calls of `sent` answered: their batches are no longer in flight. */
+  private answered(sent: readonly Taken[]): void {
+    for (const t of sent) {
+      t.q.inFlight--;
+      t.q.sentBatches -= t.batches.length;
     }
   }
 
@@ -307,19 +356,21 @@ export class Sender {
   }
 
   /**
-   * KIP-360 after OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID: the partition's epoch goes
-   * up and every batch of `q` that has a sequence gets new ones from 0, in queue order. False
-   * (the batches then fail with `err`) once a batch restarted too often or the epoch is used up.
+   * KIP-360 after OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID for the oldest batch
+   * (`q.resetPending`; no call of `q` in flight): the partition's epoch goes up and every batch
+   * of `q` that has a sequence gets new ones from 0, in queue order. False when the epoch is used
+   * up: the sequenced batches then fail with the broker's error.
    */
-  private restartSequences(q: PartitionQueue, err: SamsaError): boolean {
-    const idempotence = this.options.idempotence;
-    if (idempotence === undefined) return false;
+  private restartSequences(q: PartitionQueue): boolean {
+    const idempotence = this.options.idempotence!;
+    const err = q.resetPending!;
+    q.resetPending = undefined;
     const sequenced = q.batches.filter((b) => b.builder.closed);
-    if (sequenced.some((b) => b.sequenceResets >= SEQUENCE_RESETS_PER_BATCH_MAX)) return false;
     try {
       idempotence.bumpEpoch(q.topic, q.partition, err);
-    } catch {
-      return false;
+    } catch (exhausted) {
+      this.acc.complete(q, sequenced.length, asSamsaError(exhausted));
+      return q.batches.length > 0;
     }
     for (const b of sequenced) {
       const fields = idempotence.assign(q.topic, q.partition, b.recordCount);
@@ -331,22 +382,25 @@ export class Sender {
   }
 
   /**
-   * The first `n` batches of `q` failed with `err`: a non-retriable error fails them; a retriable
-   * one keeps them for a retry after the backoff (refreshing the metadata when it is stale).
+   * `batches` of `q` (not in flight) failed with `err`: a non-retriable error fails them; a
+   * retriable one keeps them for a retry from the head of `q`, in order, after the backoff
+   * (refreshing the metadata when it is stale).
    */
   private failed(
     q: PartitionQueue,
-    n: number,
+    batches: readonly ProducerBatch[],
     err: SamsaError,
     now: number,
     address?: string,
     refresh = needsMetadataRefresh(err.code),
   ): void {
+    if (batches.length === 0) return;
     if (!err.retriable) {
-      this.acc.complete(q, n, err);
+      this.acc.completeBatches(q, batches, err);
       return;
     }
     this.lastErrors.set(q, err);
+    q.retrying = true;
     q.retryAtMs = now + backoffMs(q.attempts);
     q.attempts++;
     if (refresh) {

@@ -18,6 +18,7 @@ import {
   RecordAccumulator,
 } from "../../services/client/record-accumulator.js";
 import type { ProducerRecord } from "../../services/client/records.js";
+import { IdempotentProducerState } from "../../services/client/producer-state.js";
 import { type ProducePartition, Sender, type SenderOptions } from "../../services/client/sender.js";
 import { ErrorCode, isSamsaError, SamsaError } from "../../services/shared/errors.js";
 import { Acks } from "../../services/shared/generated/samsa/v1/Acks.js";
@@ -52,7 +53,14 @@ const ONE_RECORD_ROOM = BATCH_HEADER_BYTES + appendBytesMax(null, String(rec(0).
 
 interface Call {
   address: string;
-  partitions: { topic: string; partition: number; values: string[]; timestamps: number[] }[];
+  partitions: {
+    topic: string;
+    partition: number;
+    values: string[];
+    timestamps: number[];
+    /** Per batch: producer epoch and base sequence. */
+    sequences: { epoch: number; base: number }[];
+  }[];
   /** Answers: by default every partition written at offsets following the last. */
   finish(answers?: Partial<Record<number, { code: ErrorCode; message?: string }>>): void;
   fail(err: SamsaError): void;
@@ -78,12 +86,17 @@ function fakeCluster(options: { partitions?: number; auto?: boolean; leaders?: s
     produce: (address: string, parts: ProducePartition[], _acks: unknown, _timeoutMs: number) =>
       new Promise<readonly ProducePartitionResult__Output[]>((resolve, reject) => {
         const decoded = parts.map((p) => {
-          const records = decodeBatches(p.records).flatMap((b) => b.records);
+          const batches = decodeBatches(p.records);
+          const records = batches.flatMap((b) => b.records);
           return {
             topic: p.topic,
             partition: p.partition,
             values: records.map((r) => String(r.value)),
             timestamps: records.map((r) => r.timestamp),
+            sequences: batches.map((b) => ({
+              epoch: b.header.producerEpoch,
+              base: b.header.baseSequence,
+            })),
           };
         });
         const call: Call = {
@@ -467,6 +480,100 @@ describe("producer batching: outcomes", () => {
     await assert.rejects(
       acc.add("t", rec(1)),
       (err) => isSamsaError(err, ErrorCode.INVALID_REQUEST) && /closed/.test(err.message),
+    );
+  });
+});
+
+describe("producer batching: idempotent calls in flight per partition", () => {
+  const idempotent = () => ({ idempotence: new IdempotentProducerState(async () => 7n) });
+  /** Adds records `from`..`to`-1 to partition 0, one batch each, letting the sender run between. */
+  const addEach = async (acc: RecordAccumulator, from: number, to: number) => {
+    const out = [];
+    for (let i = from; i < to; i++) {
+      out.push(await acc.add("t", rec(i, { partition: 0 })));
+      await settle();
+    }
+    return out;
+  };
+
+  it("without idempotence one call of a partition is in flight", async () => {
+    const cluster = fakeCluster({ auto: false });
+    const acc = cluster.make({ lingerMs: 0, batchSizeBytes: 1 });
+    await addEach(acc, 0, 3);
+    assert.equal(cluster.calls.length, 1);
+    cluster.calls[0]!.finish();
+    await waitFor(() => cluster.calls.length === 2, { message: "the next call" });
+    assert.deepEqual(cluster.calls[1]!.partitions[0]!.values, values(1, 3));
+  });
+
+  it("up to 5 calls in flight; a failed one and the OUT_OF_ORDER ones behind it go again in sequence order, same epoch", async () => {
+    const cluster = fakeCluster({ auto: false });
+    const acc = cluster.make({ lingerMs: 0, batchSizeBytes: 1 }, idempotent());
+    const deliveries = await addEach(acc, 0, 7);
+    assert.equal(cluster.calls.length, 5, "five calls of partition 0 in flight, no sixth");
+    assert.deepEqual(
+      cluster.calls.map((c) => c.partitions[0]!.sequences),
+      [0, 1, 2, 3, 4].map((base) => [{ epoch: 0, base }]),
+    );
+    const flushed = acc.flush();
+    // The first is not written (retriable); the leader refuses the next ones: a gap before them.
+    cluster.calls[0]!.finish({ 0: { code: ErrorCode.NOT_ENOUGH_REPLICAS } });
+    await settle();
+    assert.equal(cluster.calls.length, 5, "nothing new while calls of the partition are in flight");
+    for (const c of cluster.calls.slice(1)) {
+      c.finish({ 0: { code: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER } });
+    }
+    await waitFor(() => cluster.calls.length === 6, { message: "the retry" });
+    const retry = cluster.calls[5]!.partitions[0]!;
+    assert.deepEqual(retry.values, values(0, 7), "every batch again, from the head, in order");
+    assert.deepEqual(
+      retry.sequences,
+      [0, 1, 2, 3, 4, 5, 6].map((base) => ({ epoch: 0, base })),
+      "the same sequences: no epoch bump",
+    );
+    cluster.calls[5]!.finish();
+    await flushed;
+    for (const [i, d] of deliveries.entries()) assert.equal((await d.delivered).offset, i);
+  });
+
+  it("OUT_OF_ORDER for the oldest batch restarts the sequences under a new epoch once no call is in flight", async () => {
+    const cluster = fakeCluster({ auto: false });
+    const acc = cluster.make({ lingerMs: 0, batchSizeBytes: 1 }, idempotent());
+    const deliveries = await addEach(acc, 0, 2);
+    assert.equal(cluster.calls.length, 2);
+    const flushed = acc.flush();
+    cluster.calls[0]!.finish({ 0: { code: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER } });
+    await settle();
+    assert.equal(cluster.calls.length, 2, "the restart waits for the call in flight");
+    cluster.calls[1]!.finish({ 0: { code: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER } });
+    await waitFor(() => cluster.calls.length === 3, { message: "the retry" });
+    assert.deepEqual(cluster.calls[2]!.partitions[0]!.sequences, [
+      { epoch: 1, base: 0 },
+      { epoch: 1, base: 1 },
+    ]);
+    cluster.calls[2]!.finish();
+    await flushed;
+    assert.deepEqual(
+      await Promise.all(deliveries.map(async (d) => (await d.delivered).offset)),
+      [0, 1],
+    );
+  });
+
+  it("answers out of order: an OUT_OF_ORDER answer before the earlier batch's success is a plain retry", async () => {
+    const cluster = fakeCluster({ auto: false });
+    const acc = cluster.make({ lingerMs: 0, batchSizeBytes: 1 }, idempotent());
+    const deliveries = await addEach(acc, 0, 2);
+    const flushed = acc.flush();
+    cluster.calls[1]!.finish({ 0: { code: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER } });
+    await settle();
+    cluster.calls[0]!.finish();
+    await waitFor(() => cluster.calls.length === 3, { message: "the retry" });
+    assert.deepEqual(cluster.calls[2]!.partitions[0]!.sequences, [{ epoch: 0, base: 1 }]);
+    cluster.calls[2]!.finish();
+    await flushed;
+    assert.deepEqual(
+      await Promise.all(deliveries.map(async (d) => (await d.delivered).offset)),
+      [0, 1],
     );
   });
 });
