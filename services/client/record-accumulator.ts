@@ -100,6 +100,12 @@ export class ProducerBatch {
   baseSequence = -1;
   /** Idempotence: KIP-360 sequence restarts this batch went through. */
   sequenceResets = 0;
+  /**
+   * Idempotence: the call this batch was last sent in under its current sequences (a number the
+   * sender gives), -1 before. A retry sends exactly that call's batches together again: a call
+   * mixing batches the leader wrote with new ones would be refused whole.
+   */
+  sendGroup = -1;
   /** Base offset once written (-1 with acks=0), or the error it failed with. */
   private outcome: number | SamsaError | undefined;
   /** Made when the first record's delivery is asked for (one promise per batch). */
@@ -546,19 +552,34 @@ export class RecordAccumulator {
   /**
    * Takes the sendable batches of `q` after those in flight (at least one, then while their
    * bytes fit in `bytesLeft`), sealing them and counting them in flight. The open tail goes only
-   * when its linger is over.
+   * when its linger is over. With `maxBatches` (idempotence) at most that many, and batches sent
+   * before go again exactly with the batches of the call they were sent in.
    */
-  take(q: PartitionQueue, bytesLeft: number, nowMs: number): ProducerBatch[] {
+  take(
+    q: PartitionQueue,
+    bytesLeft: number,
+    nowMs: number,
+    maxBatches = Number.POSITIVE_INFINITY,
+  ): ProducerBatch[] {
     const out: ProducerBatch[] = [];
     let bytes = 0;
-    for (let i = q.sentBatches; i < q.batches.length; i++) {
+    const group = q.batches[q.sentBatches]?.sendGroup ?? -1;
+    for (let i = q.sentBatches; i < q.batches.length && out.length < maxBatches; i++) {
       const b = q.batches[i]!;
+      if (b.sendGroup !== group) break;
+      if (group >= 0) {
+        out.push(b);
+        bytes += b.builder.sizeBytes;
+        continue;
+      }
       if (!b.sealed && !(this.flushing > 0 || b.createdMs + this.lingerMs <= nowMs)) break;
       if (out.length > 0 && bytes + b.builder.sizeBytes > bytesLeft) break;
       if (!b.sealed) this.seal(undefined, b);
       out.push(b);
       bytes += b.builder.sizeBytes;
     }
+    // A call sent before goes again whole or waits for a call with room for it.
+    if (group >= 0 && bytes > bytesLeft) return [];
     q.sentBatches += out.length;
     return out;
   }

@@ -42,6 +42,12 @@ import type { PartitionQueue, ProducerBatch, RecordAccumulator } from "./record-
 export const MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT = 5;
 /** Produce calls of one partition in flight at most with idempotence (the broker's window). */
 export const MAX_IN_FLIGHT_PER_PARTITION_IDEMPOTENT = 5;
+/**
+ * Unacknowledged batches of one partition at most with idempotence: the broker recognises a
+ * re-sent batch among the producer's last 5 only (Kafka sends one batch per partition per call,
+ * so its 5 calls are 5 batches).
+ */
+export const MAX_IN_FLIGHT_BATCHES_PER_PARTITION = 5;
 
 /** One partition's bytes in a Produce call. */
 export interface ProducePartition {
@@ -150,6 +156,8 @@ export class Sender {
   }
 
   private initializing = false;
+  /** The next call's number for {@link ProducerBatch.sendGroup}. */
+  private nextGroup = 0;
   private initAttempts = 0;
 
   /** One pass over the partitions with batches: sends what can go now. */
@@ -160,6 +168,7 @@ export class Sender {
     const waitForId = idempotence !== undefined && !idempotence.ready;
     if (waitForId && this.acc.nonEmpty.size > 0) this.initialize(idempotence);
     const perPartition = this.maxInFlightPerPartition;
+    let again = false;
     const byLeader = new Map<string, PartitionQueue[]>();
     for (const q of this.acc.nonEmpty) {
       // A partition retrying waits for every call in flight, then goes again from its head.
@@ -173,7 +182,7 @@ export class Sender {
         if (this.expire(q, now)) continue;
         if (q.resetPending !== undefined && !this.restartSequences(q)) continue;
       }
-      if (q.sentBatches >= q.batches.length) continue;
+      if (q.sentBatches >= q.batches.length || this.batchesLeft(q) <= 0) continue;
       if (waitForId) {
         nextAtMs = Math.min(nextAtMs, q.batches[0]!.createdMs + this.options.deliveryTimeoutMs);
         continue;
@@ -205,18 +214,31 @@ export class Sender {
           const q = queues[i]!;
           const left = this.options.maxRequestSizeBytes - bytes;
           if (taken.length > 0 && q.batches[q.sentBatches]!.builder.sizeBytes > left) break;
-          const batches = this.acc.take(q, left, now);
+          const batches = this.acc.take(q, left, now, this.batchesLeft(q));
           if (batches.length === 0) continue;
           for (const b of batches) bytes += b.builder.sizeBytes;
           taken.push({ q, batches });
+          // More of it may go at once in another call (a re-sent call's batches go alone).
+          if (q.sentBatches < q.batches.length && q.inFlight + 1 < perPartition) again = true;
         }
         if (taken.length > 0) void this.send(address, taken, now);
       }
       // Queues left over wait for a call to this broker to end (which drains again).
     }
-    if (nextAtMs < Number.POSITIVE_INFINITY) this.wake(nextAtMs);
+    if (again) this.wake(now);
+    else if (nextAtMs < Number.POSITIVE_INFINITY) this.wake(nextAtMs);
     // Nothing buffered: no timer keeps the process alive for a linger that no longer matters.
     else if (this.acc.nonEmpty.size === 0) this.close();
+  }
+
+  /**
+   * Batches `q` may send now: without idempotence any number (one call at a time); with it at
+   * most {@link MAX_IN_FLIGHT_BATCHES_PER_PARTITION} unacknowledged, so that every batch whose
+   * answer may be lost is still in the leader's window of 5 when it is re-sent.
+   */
+  private batchesLeft(q: PartitionQueue): number {
+    if (this.options.idempotence === undefined) return Number.POSITIVE_INFINITY;
+    return MAX_IN_FLIGHT_BATCHES_PER_PARTITION - q.sentBatches;
   }
 
   /** Produce calls of one partition in flight at most; see the module comment. */
@@ -265,6 +287,10 @@ export class Sender {
         const records = closed.length === 1 ? closed[0]! : Buffer.concat(closed);
         partitions.push({ topic: t.q.topic, partition: t.q.partition, records });
         t.q.inFlight++;
+        if (this.options.idempotence !== undefined) {
+          const group = this.nextGroup++;
+          for (const b of t.batches) b.sendGroup = group;
+        }
         sent.push(t);
       } catch (err) {
         t.q.sentBatches -= t.batches.length;
@@ -376,6 +402,7 @@ export class Sender {
       const fields = idempotence.assign(q.topic, q.partition, b.recordCount);
       b.baseSequence = fields.baseSequence;
       b.sequenceResets++;
+      b.sendGroup = -1;
       b.builder.restampProducer(fields);
     }
     return true;

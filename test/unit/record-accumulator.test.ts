@@ -506,7 +506,7 @@ describe("producer batching: idempotent calls in flight per partition", () => {
     assert.deepEqual(cluster.calls[1]!.partitions[0]!.values, values(1, 3));
   });
 
-  it("up to 5 calls in flight; a failed one and the OUT_OF_ORDER ones behind it go again in sequence order, same epoch", async () => {
+  it("up to 5 calls (5 batches) in flight; a failed one and the OUT_OF_ORDER ones behind it go again as they were sent, in sequence order, same epoch", async () => {
     const cluster = fakeCluster({ auto: false });
     const acc = cluster.make({ lingerMs: 0, batchSizeBytes: 1 }, idempotent());
     const deliveries = await addEach(acc, 0, 7);
@@ -523,15 +523,26 @@ describe("producer batching: idempotent calls in flight per partition", () => {
     for (const c of cluster.calls.slice(1)) {
       c.finish({ 0: { code: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER } });
     }
-    await waitFor(() => cluster.calls.length === 6, { message: "the retry" });
-    const retry = cluster.calls[5]!.partitions[0]!;
-    assert.deepEqual(retry.values, values(0, 7), "every batch again, from the head, in order");
+    // Each call again with the same batches (a call is written or refused whole), in sequence
+    // order, same sequences (no epoch bump); at most 5 batches unacknowledged.
+    await waitFor(() => cluster.calls.length === 10, { message: "the retries" });
+    await settle();
+    assert.equal(cluster.calls.length, 10);
     assert.deepEqual(
-      retry.sequences,
-      [0, 1, 2, 3, 4, 5, 6].map((base) => ({ epoch: 0, base })),
-      "the same sequences: no epoch bump",
+      cluster.calls.slice(5).map((c) => c.partitions[0]!.sequences),
+      [0, 1, 2, 3, 4].map((base) => [{ epoch: 0, base }]),
     );
-    cluster.calls[5]!.finish();
+    assert.deepEqual(
+      cluster.calls.slice(5).flatMap((c) => c.partitions[0]!.values),
+      values(0, 5),
+    );
+    for (const c of cluster.calls.slice(5)) c.finish();
+    await waitFor(() => cluster.calls.length === 11, { message: "the batches never sent" });
+    assert.deepEqual(cluster.calls[10]!.partitions[0]!.sequences, [
+      { epoch: 0, base: 5 },
+      { epoch: 0, base: 6 },
+    ]);
+    cluster.calls[10]!.finish();
     await flushed;
     for (const [i, d] of deliveries.entries()) assert.equal((await d.delivered).offset, i);
   });
