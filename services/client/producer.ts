@@ -2,18 +2,20 @@
  * The producer: sends records straight to partition leaders. `add` + `flush` batch records in
  * the background, Kafka's way: per partition batches encoded as records arrive (linger.ms,
  * batch.size, buffer.memory; record-accumulator.ts), sent by the sender (sender.ts) with up to
- * max.in.flight.requests.per.connection calls per broker and one per partition. `send` groups the
- * records it is given per partition, builds one record batch per partition and round (compressed
- * as configured), makes one Produce call per leader broker, and retries retriable per-partition
- * errors after a metadata refresh until the delivery timeout (produce-job.ts).
+ * max.in.flight.requests.per.connection calls per broker (one per partition without
+ * idempotence, up to 5 with it). `send` gives the records it is given their partitions (explicit,
+ * by key, or round robin), and resolves when all are written or failed.
  *
- * `add`'s batches are idempotent by default (Kafka's `enable.idempotence=true`, its default since
+ * The producer is idempotent by default (Kafka's `enable.idempotence=true`, its default since
  * 3.0; producer-state.ts, docs/idempotence.md): the producer gets a producer id with
  * InitProducerId, each batch carries its partition's next sequence numbers, and a retry after a
- * lost answer or a leader change is written once. `idempotent: false` (or acks other than all)
- * turns it off; `send` is not idempotent: a retry after a lost answer may write a batch twice, as
- * with Kafka's `enable.idempotence=false`. Records of one partition in one `send` keep their
- * order; each `send` resolves only when all its records are written.
+ * lost answer or a leader change is written once. `send` then goes the same way as `add`: its
+ * records are added to the accumulator (no linger: their batches are sealed at once) and settle
+ * when their batches do, given up at the send's timeout. Without idempotence (`idempotent:
+ * false`, acks other than all), or for a `send` with acks other than the producer's, `send`
+ * builds its own batches and retries them itself (produce-job.ts): a retry after a lost answer
+ * may then write a batch twice, as with Kafka's `enable.idempotence=false`. Records of one
+ * partition in one `send` keep their order.
  */
 import { assert, ErrorCode, SamsaError } from "../shared/errors.js";
 import {
@@ -243,6 +245,10 @@ export class Producer {
     records: readonly ProducerRecord[],
     options: SendOptions,
   ): Promise<RecordOutcome[]> {
+    const acks = toProtoAcks(options.acks ?? this.acks);
+    if (this.idempotence !== undefined && acks === toProtoAcks(this.acks)) {
+      return this.produceBuffered(topic, records, options.timeoutMs ?? this.deliveryTimeoutMs);
+    }
     return new ProduceJob(this.cluster, this.partitioner, topic, records, {
       acks: toProtoAcks(options.acks ?? this.acks),
       compression: this.compression,
@@ -251,6 +257,80 @@ export class Producer {
       maxRequestSizeBytes: this.maxRequestSizeBytes,
     }).run();
   }
+
+  private produceBuffered(
+    topic: string,
+    records: readonly ProducerRecord[],
+    timeoutMs: number,
+  ): Promise<RecordOutcome[]> {
+    return produceBuffered(
+      this.cluster,
+      this.partitioner,
+      this.accumulator,
+      topic,
+      records,
+      timeoutMs,
+    );
+  }
+}
+
+/**
+ * `send` of an idempotent producer: the records go through the accumulator and the sender (the
+ * one idempotent way out), their batches sealed at once, given up at `timeoutMs` from now.
+ */
+async function produceBuffered(
+  this: void,
+  cluster: Cluster,
+  partitioner: Partitioner,
+  accumulator: RecordAccumulator,
+  topic: string,
+  records: readonly ProducerRecord[],
+  timeoutMs: number,
+): Promise<RecordOutcome[]> {
+  const deadlineMs = Date.now() + timeoutMs;
+  const outcomes = new Array<RecordOutcome | undefined>(records.length);
+  let partitionCount: number;
+  try {
+    partitionCount = (await cluster.topic(topic, { timeoutMs })).partitions.length;
+  } catch (err) {
+    return outcomes.fill(asSamsaError(err)) as RecordOutcome[];
+  }
+  const timestamp = Date.now();
+  let left = records.length;
+  let allSettled!: () => void;
+  const settled = new Promise<void>((resolve) => {
+    allSettled = resolve;
+  });
+  const settle = (i: number, outcome: RecordOutcome) => {
+    if (outcomes[i] !== undefined) return;
+    outcomes[i] = outcome;
+    if (--left === 0) allSettled();
+  };
+  const touched = new Set<number>();
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    let partition = r.partition;
+    try {
+      partition ??= partitioner.partition(topic, r.key, partitionCount);
+      // The send's records take batches of their own (their deadline), as far as they can.
+      if (!touched.has(partition) && partition < partitionCount) {
+        accumulator.sealOpen(topic, partition);
+        touched.add(partition);
+      }
+      await accumulator.add(
+        topic,
+        { ...r, partition, timestamp: r.timestamp ?? timestamp },
+        (err, metadata) => settle(i, err ?? metadata!),
+        deadlineMs,
+      );
+    } catch (err) {
+      settle(i, asSamsaError(err));
+    }
+  }
+  // No linger: what this send buffered goes at once.
+  for (const p of touched) accumulator.sealOpen(topic, p);
+  if (left > 0) await settled;
+  return outcomes as RecordOutcome[];
 }
 
 /** InitProducerId on the first broker that answers. */

@@ -106,6 +106,13 @@ export class ProducerBatch {
    * mixing batches the leader wrote with new ones would be refused whole.
    */
   sendGroup = -1;
+  /**
+   * Delivered by then or failed, ms since the epoch, when a `Producer.send` with its own timeout
+   * put records in it (the latest of theirs); else the sender's delivery timeout from `createdMs`.
+   */
+  deadlineMs: number | undefined;
+  /** It holds records of `add` (not only of `send`): its error is reported by `flush()`. */
+  fromAdd = false;
   /** Base offset once written (-1 with acks=0), or the error it failed with. */
   private outcome: number | SamsaError | undefined;
   /** Made when the first record's delivery is asked for (one promise per batch). */
@@ -309,8 +316,16 @@ export class RecordAccumulator {
     this.wake = wake;
   }
 
-  /** Buffers `record` for `topic`; see {@link Delivery}. */
-  add(topic: string, record: ProducerRecord, callback?: DeliveryCallback): Promise<Delivery> {
+  /**
+   * Buffers `record` for `topic`; see {@link Delivery}. `deadlineMs` (ms since the epoch): its
+   * batch is not given up before then (see {@link ProducerBatch.deadlineMs}).
+   */
+  add(
+    topic: string,
+    record: ProducerRecord,
+    callback?: DeliveryCallback,
+    deadlineMs?: number,
+  ): Promise<Delivery> {
     if (this.closed) {
       return Promise.reject(new SamsaError(ErrorCode.INVALID_REQUEST, "the producer is closed"));
     }
@@ -357,6 +372,7 @@ export class RecordAccumulator {
           headers,
           timestamp,
           callback,
+          deadlineMs,
         );
         if (delivery instanceof SamsaError) return Promise.reject(delivery);
         if (delivery !== undefined) {
@@ -366,7 +382,7 @@ export class RecordAccumulator {
         }
       }
     }
-    return this.addLater(topic, explicit, key, value, headers, timestamp, callback);
+    return this.addLater(topic, explicit, key, value, headers, timestamp, callback, deadlineMs);
   }
 
   /** The slow way in: behind every other waiting `add`, after metadata and buffer room. */
@@ -378,6 +394,7 @@ export class RecordAccumulator {
     headers: AppendHeader[] | undefined,
     timestamp: number,
     callback: DeliveryCallback | undefined,
+    deadlineMs: number | undefined,
   ): Promise<Delivery> {
     const startedMs = Date.now();
     return new Promise<Delivery>((resolve, reject) => {
@@ -409,6 +426,7 @@ export class RecordAccumulator {
             headers,
             timestamp,
             callback,
+            deadlineMs,
           );
           if (d !== undefined) finish(d);
           // Otherwise it waits for room: release() runs it again.
@@ -449,6 +467,7 @@ export class RecordAccumulator {
     headers: AppendHeader[] | undefined,
     timestamp: number,
     callback?: DeliveryCallback,
+    deadlineMs?: number,
   ): Delivery | SamsaError | undefined {
     const t = this.topicState(topic);
     let partition = explicit;
@@ -485,6 +504,10 @@ export class RecordAccumulator {
       const index = open.recordCount;
       if (open.builder.tryAppend(key, value, headers, timestamp)) {
         if (callback !== undefined) open.onDelivery(index, timestamp, callback);
+        if (deadlineMs === undefined) open.fromAdd = true;
+        else if (open.deadlineMs !== undefined) {
+          open.deadlineMs = Math.max(open.deadlineMs, deadlineMs);
+        }
         if (open.builder.sizeBytes >= this.batchSizeBytes) this.seal(t, open);
         return new RecordDelivery(open, index, timestamp);
       }
@@ -503,6 +526,8 @@ export class RecordAccumulator {
     const appended = batch.builder.tryAppend(key, value, headers, timestamp);
     assert(appended, "the first record fits its batch");
     if (callback !== undefined) batch.onDelivery(0, timestamp, callback);
+    batch.deadlineMs = deadlineMs;
+    batch.fromAdd = deadlineMs === undefined;
     q.batches.push(batch);
     this.nonEmpty.add(q);
     if (batch.builder.sizeBytes >= this.batchSizeBytes) this.seal(t, batch);
@@ -536,6 +561,13 @@ export class RecordAccumulator {
       state.sticky = count > 0 ? (batch.partition + 1) % count : -1;
     }
     this.wake(Date.now());
+  }
+
+  /** Seals the open batch of `topic`'s `partition`, if any: it may be sent at once. */
+  sealOpen(topic: string, partition: number): void {
+    const q = this.topics.get(topic)?.queues[partition];
+    const open = q?.batches[q.batches.length - 1];
+    if (open !== undefined && !open.sealed) this.seal(undefined, open);
   }
 
   /**
@@ -614,7 +646,7 @@ export class RecordAccumulator {
     let offset = typeof outcome === "number" ? outcome : -1;
     for (const b of done) {
       if (outcome instanceof SamsaError) {
-        this.firstError ??= outcome;
+        if (b.fromAdd) this.firstError ??= outcome;
         b.settle(outcome);
       } else {
         b.settle(offset);

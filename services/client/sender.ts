@@ -184,12 +184,12 @@ export class Sender {
       }
       if (q.sentBatches >= q.batches.length || this.batchesLeft(q) <= 0) continue;
       if (waitForId) {
-        nextAtMs = Math.min(nextAtMs, q.batches[0]!.createdMs + this.options.deliveryTimeoutMs);
+        nextAtMs = Math.min(nextAtMs, this.deadlineOf(q.batches[0]!));
         continue;
       }
       const at = this.acc.sendableAtMs(q);
       if (at > now) {
-        nextAtMs = Math.min(nextAtMs, at, q.batches[0]!.createdMs + this.options.deliveryTimeoutMs);
+        nextAtMs = Math.min(nextAtMs, at, this.deadlineOf(q.batches[0]!));
         continue;
       }
       const leader = this.transport.leader(q.topic, q.partition);
@@ -241,6 +241,11 @@ export class Sender {
     return MAX_IN_FLIGHT_BATCHES_PER_PARTITION - q.sentBatches;
   }
 
+  /** When `b` is given up if not delivered, ms since the epoch. */
+  private deadlineOf(b: ProducerBatch): number {
+    return b.deadlineMs ?? b.createdMs + this.options.deliveryTimeoutMs;
+  }
+
   /** Produce calls of one partition in flight at most; see the module comment. */
   private get maxInFlightPerPartition(): number {
     if (this.options.idempotence === undefined) return 1;
@@ -257,20 +262,19 @@ export class Sender {
   private expire(q: PartitionQueue, now: number): boolean {
     if (q.inFlight > 0) return false;
     let n = 0;
-    while (
-      n < q.batches.length &&
-      now - q.batches[n]!.createdMs >= this.options.deliveryTimeoutMs
-    ) {
-      n++;
-    }
+    while (n < q.batches.length && now >= this.deadlineOf(q.batches[n]!)) n++;
     if (n === 0) return false;
     const last = this.lastErrors.get(q);
+    const within =
+      q.batches[0]!.deadlineMs === undefined
+        ? `delivery.timeout.ms ${this.options.deliveryTimeoutMs}`
+        : "the send's timeout";
     this.acc.complete(
       q,
       n,
       new SamsaError(
         ErrorCode.REQUEST_TIMED_OUT,
-        `${q.topic}-${q.partition}: not delivered within delivery.timeout.ms ${this.options.deliveryTimeoutMs}` +
+        `${q.topic}-${q.partition}: not delivered within ${within}` +
           (last === undefined ? "" : ` (last error: ${last.message})`),
       ),
     );
@@ -299,8 +303,7 @@ export class Sender {
     }
     try {
       if (partitions.length === 0) return;
-      const oldest = Math.min(...sent.map((t) => t.batches[0]!.createdMs));
-      const leftMs = oldest + this.options.deliveryTimeoutMs - now;
+      const leftMs = Math.min(...sent.map((t) => this.deadlineOf(t.batches[0]!))) - now;
       const timeoutMs = Math.max(1, Math.min(this.options.requestTimeoutMs, leftMs));
       let results: readonly ProducePartitionResult__Output[];
       try {

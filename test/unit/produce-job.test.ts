@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { Registry } from "prom-client";
 import { Cluster } from "../../services/client/metadata.js";
+import { Producer } from "../../services/client/producer.js";
 import {
   ProduceJob,
   type ProduceJobOptions,
@@ -30,6 +31,7 @@ import {
 } from "../../services/shared/grpc/server.js";
 import { Partitioner } from "../../services/shared/partitioner.js";
 import { CompressionType, decodeBatch } from "../../services/shared/record-batch/index.js";
+import { decodeBatches } from "../../services/shared/record-batch/builder.js";
 
 const TOPIC = "orders";
 const PARTITIONS = 3;
@@ -148,7 +150,7 @@ function handlers(broker: number): ServiceHandlers<BrokerServiceHandlers> {
     Fetch: none,
     ListOffsets: none,
     OffsetsForLeaderEpoch: none,
-    InitProducerId: none,
+    InitProducerId: async () => ({ producerId: "42", producerEpoch: 0 }),
     Subscribe: () => none(),
   };
 }
@@ -344,3 +346,67 @@ describe("produce job: retries", () => {
     );
   });
 });
+
+describe("Producer.send of an idempotent producer (through the accumulator)", () => {
+  const headersOf = (batch: Buffer) =>
+    decodeBatches(batch).map((b) => ({
+      producerId: b.header.producerId,
+      epoch: b.header.producerEpoch,
+      base: b.header.baseSequence,
+      values: b.records.map((r) => r.value?.toString()),
+    }));
+
+  it("stamps the producer id and sequences; a retry sends the same batch; outcomes in input order", async () => {
+    state.script = (_b, p, attempt) =>
+      p === 0 && attempt === 0
+        ? { partition: p, errorCode: ErrorCode.NOT_ENOUGH_REPLICAS, errorMessage: "isr" }
+        : undefined;
+    const producer = new Producer({ cluster, acks: "all" });
+    try {
+      const out = await producer.send(TOPIC, toPartitions([0, 2, 0]));
+      assert.deepEqual(
+        out.map((m) => `${m.partition}:${m.offset}`),
+        ["0:0", "2:0", "0:1"],
+      );
+      const sent = callsTo(0);
+      assert.equal(sent.length, 2, "the failure, then the retry");
+      assert.ok(sent[1]!.batch.equals(sent[0]!.batch), "the same bytes again");
+      assert.deepEqual(headersOf(sent[0]!.batch), [
+        { producerId: 42n, epoch: 0, base: 0, values: ["v0", "v2"] },
+      ]);
+      // The next send continues the partition's sequences.
+      await producer.send(TOPIC, toPartitions([0]));
+      assert.deepEqual(headersOf(callsTo(0)[2]!.batch)[0]!.base, 2);
+      assert.equal(producer.producerId, 42n);
+    } finally {
+      await producer.close();
+    }
+  });
+
+  it("keeps send's behaviour: the first failed record's error, a per-send timeout, round robin without keys", async () => {
+    state.script = (_b, p) =>
+      p === 1
+        ? { partition: p, errorCode: ErrorCode.CORRUPT_MESSAGE, errorMessage: "crc" }
+        : p === 2
+          ? { partition: p, errorCode: ErrorCode.NOT_ENOUGH_REPLICAS }
+          : undefined;
+    const producer = new Producer({ cluster, acks: "all" });
+    try {
+      const outcomes = await producer.produce(TOPIC, toPartitions([0, 1, 2]), { timeoutMs: 500 });
+      assert.deepEqual(described(outcomes), ["0:0", "CORRUPT_MESSAGE", "REQUEST_TIMED_OUT"]);
+      assert.match((outcomes[2] as SamsaError).message, /the send's timeout/);
+      await assert.rejects(producer.send(TOPIC, toPartitions([1])), (err) =>
+        isCode(err, ErrorCode.CORRUPT_MESSAGE),
+      );
+      state.script = () => undefined;
+      const rr = await producer.send(TOPIC, [{ value: "a" }, { value: "b" }, { value: "c" }]);
+      assert.deepEqual(rr.map((m) => m.partition).sort(), [0, 1, 2], "round robin");
+      // Errors of sends are the sends' own: flush() does not report them again.
+      await producer.flush();
+    } finally {
+      await producer.close();
+    }
+  });
+});
+
+const isCode = (err: unknown, code: ErrorCode) => err instanceof SamsaError && err.code === code;
