@@ -160,6 +160,7 @@ export class Broker {
           registry: this.registry,
           logger: this.logger,
           socketRequestMaxBytes: c.socketRequestMaxBytes,
+          limits: c.serverLimits,
         });
         const deps = { ...serviceDeps, listenerName };
         server.addService(brokerService, brokerServiceHandlers(deps));

@@ -74,7 +74,11 @@ export class Controller {
       this.etcd = etcd;
       this.metadata = new ClusterMetadata(this.etcd, keys, this.logger);
       await this.metadata.start();
-      this.server = createGrpcServer({ registry: this.registry, logger: this.logger });
+      this.server = createGrpcServer({
+        registry: this.registry,
+        logger: this.logger,
+        limits: c.serverLimits,
+      });
       const self = this;
       const admin = adminServiceHandlers({
         clusterId: c.clusterId,

@@ -76,6 +76,7 @@ export enum ErrorCode {
   UNSUPPORTED_ASSIGNOR = 45,
   NO_OFFSET_FOR_PARTITION = 46,
   THROTTLING_QUOTA_EXCEEDED = 47,
+  TOO_MANY_REQUESTS = 48,
 }
 
 /** One row of the error table. */
@@ -335,6 +336,11 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, ErrorSpec>> = Object.freeze
     retriable: true,
     grpcStatus: S.RESOURCE_EXHAUSTED,
     message: "the group's commit rate is over its bound",
+  },
+  [ErrorCode.TOO_MANY_REQUESTS]: {
+    retriable: true,
+    grpcStatus: S.RESOURCE_EXHAUSTED,
+    message: "the server has too many requests in flight; retry after a backoff",
   },
 });
 

@@ -102,6 +102,26 @@ export const LOG_ROLL_HOURS_DEFAULT = SEGMENT_MS_DEFAULT / HOUR_MS;
  * when it is given none.
  */
 export const SOCKET_REQUEST_MAX_BYTES_DEFAULT = 100 * 1024 * 1024;
+/**
+ * Default `max.connections`: client connections (HTTP/2 sessions) one gRPC server holds at once.
+ * Each costs a socket, HTTP/2 state and its flow-control windows; 4,096 is far above what a
+ * cluster's own traffic needs (a few per broker, gateway and controller) and well below the
+ * process's file descriptor limit.
+ */
+export const SERVER_CONNECTIONS_MAX_DEFAULT = 4_096;
+/**
+ * Default `max.concurrent.streams.per.connection`: HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS, the
+ * calls (unary or streaming) one connection may have open at once.
+ */
+export const SERVER_CONCURRENT_STREAMS_PER_CONNECTION_MAX_DEFAULT = 1_000;
+/**
+ * Default `max.inflight.requests.per.connection`: unary calls one connection may have in flight
+ * (Kafka's `queued.max.requests` is 500 for a whole broker; ours bounds each client so that one
+ * cannot take the whole server's share). Half of the streams, so streams stay possible past it.
+ */
+export const SERVER_INFLIGHT_REQUESTS_PER_CONNECTION_MAX_DEFAULT = 500;
+/** Default `max.inflight.requests`: unary calls one gRPC server has in flight, all connections. */
+export const SERVER_INFLIGHT_REQUESTS_MAX_DEFAULT = 10_000;
 /** Default `broker.session.timeout.ms` (the etcd lease TTL of a broker's registration). */
 export const BROKER_SESSION_TIMEOUT_MS_DEFAULT = 6000;
 /** Default `controlled.shutdown.timeout.ms`: how long a stopping broker waits for its leaderships to move. */
@@ -191,6 +211,18 @@ const common: ConfigKey[] = [
   { name: "advertised.listeners", type: "string", default: "", check: optionalListenerError,
     services: ALL_SERVICES,
     doc: "What others dial, per listener name; default: each listener's address, 0.0.0.0 as 127.0.0.1." },
+  { name: "max.connections", type: "int", default: SERVER_CONNECTIONS_MAX_DEFAULT, min: 1,
+    services: ALL_SERVICES,
+    doc: "Client connections one gRPC listener holds at once; more are closed at accept." },
+  { name: "max.concurrent.streams.per.connection", type: "int", min: 1,
+    default: SERVER_CONCURRENT_STREAMS_PER_CONNECTION_MAX_DEFAULT, services: ALL_SERVICES,
+    doc: "Calls one connection may have open at once (HTTP/2 max concurrent streams)." },
+  { name: "max.inflight.requests.per.connection", type: "int", min: 1,
+    default: SERVER_INFLIGHT_REQUESTS_PER_CONNECTION_MAX_DEFAULT, services: ALL_SERVICES,
+    doc: "Unary calls one connection may have in flight; more get TOO_MANY_REQUESTS." },
+  { name: "max.inflight.requests", type: "int", min: 1,
+    default: SERVER_INFLIGHT_REQUESTS_MAX_DEFAULT, services: ALL_SERVICES,
+    doc: "Unary calls one gRPC listener has in flight, all connections; more get TOO_MANY_REQUESTS." },
 ];
 
 // biome-ignore format: one key per entry, kept compact so the schema reads as a table

@@ -54,6 +54,20 @@ export interface CommonConfig {
    * the service fills in at start.
    */
   readonly advertisedListener: HostPort;
+  /** `max.connections`, `max.concurrent.streams.per.connection`, `max.inflight.requests*`. */
+  readonly serverLimits: ServerLimits;
+}
+
+/** The bounds of one gRPC server (each listener has its own), from the `max.*` keys. */
+export interface ServerLimits {
+  /** `max.connections`. Default 4096. */
+  readonly connectionsMax: number;
+  /** `max.concurrent.streams.per.connection`. Default 1000. */
+  readonly concurrentStreamsPerConnectionMax: number;
+  /** `max.inflight.requests.per.connection`. Default 500. */
+  readonly inflightRequestsPerConnectionMax: number;
+  /** `max.inflight.requests`. Default 10000. */
+  readonly inflightRequestsMax: number;
 }
 
 /** Topic defaults the controller applies: to creation requests, and in leader elections. */
@@ -300,6 +314,12 @@ function common(v: LoadedConfig, service: ServiceName): CommonConfig {
     interBrokerListenerName,
     listener: primary.bind,
     advertisedListener: primary.advertised,
+    serverLimits: Object.freeze({
+      connectionsMax: v.maxConnections as number,
+      concurrentStreamsPerConnectionMax: v.maxConcurrentStreamsPerConnection as number,
+      inflightRequestsPerConnectionMax: v.maxInflightRequestsPerConnection as number,
+      inflightRequestsMax: v.maxInflightRequests as number,
+    }),
   };
 }
 

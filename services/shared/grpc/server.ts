@@ -11,6 +11,7 @@ import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import type { Registry } from "prom-client";
 import { SOCKET_REQUEST_MAX_BYTES_DEFAULT } from "../config/schema.js";
 import { assert, ErrorCode, SamsaError } from "../errors.js";
+import { errorCodeNameOf, toServiceError } from "./errors.js";
 import { type Logger, silentLogger } from "../logger.js";
 import {
   MalformedRequest,
@@ -24,6 +25,16 @@ import {
   wrapServerStream,
   wrapUnary,
 } from "./handlers.js";
+import {
+  InflightLimiter,
+  type LimitMetrics,
+  limitConnections,
+  limitMetrics,
+  SERVER_LIMITS_DEFAULT,
+  type ServerLimits,
+  tooManyRequests,
+  validateServerLimits,
+} from "./limits.js";
 import { packageDefinition, type ServiceSpec } from "./proto.js";
 
 export type { ServingStatus } from "grpc-health-check";
@@ -35,8 +46,8 @@ export const SERVER_SEND_MESSAGE_MAX_BYTES_DEFAULT = 104_857_600;
 export const SERVER_KEEPALIVE_TIME_MS = 30_000;
 /** How long a keepalive ping may go unanswered before the connection is closed, ms. */
 export const SERVER_KEEPALIVE_TIMEOUT_MS = 10_000;
-/** Concurrent calls one client connection may have open (bounds per-connection work). */
-export const SERVER_CONCURRENT_STREAMS_MAX = 1_000;
+/** Shortest interval between two log lines about refused calls (each is counted), ms. */
+export const SERVER_REFUSAL_LOG_INTERVAL_MS = 10_000;
 /** How long stop() lets in-flight calls finish before it forces the server down, ms. */
 export const SERVER_SHUTDOWN_GRACE_MS = 5_000;
 /**
@@ -65,6 +76,12 @@ export interface GrpcServerOptions {
   sendMessageMaxBytes?: number;
   /** Grace period of {@link GrpcServer.stop}, ms. Default {@link SERVER_SHUTDOWN_GRACE_MS}. */
   shutdownGraceMs?: number;
+  /**
+   * Config `max.connections`, `max.concurrent.streams.per.connection`,
+   * `max.inflight.requests.per.connection`, `max.inflight.requests`. Default
+   * {@link SERVER_LIMITS_DEFAULT} (4096, 1000, 500, 10000).
+   */
+  limits?: ServerLimits;
 }
 
 /** A gRPC server with health, reflection, wrapped handlers and graceful stop. */
@@ -100,12 +117,14 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const shutdownGraceMs = options.shutdownGraceMs ?? SERVER_SHUTDOWN_GRACE_MS;
   assert(Number.isSafeInteger(receiveMaxBytes) && receiveMaxBytes > 0, "receive limit > 0");
   assert(Number.isSafeInteger(sendMaxBytes) && sendMaxBytes > 0, "send limit > 0");
+  const limits = validateServerLimits(options.limits ?? SERVER_LIMITS_DEFAULT);
+  const logger = options.logger ?? silentLogger();
   const server = new grpc.Server({
     "grpc.max_receive_message_length": receiveMaxBytes,
     "grpc.max_send_message_length": sendMaxBytes,
     "grpc.keepalive_time_ms": SERVER_KEEPALIVE_TIME_MS,
     "grpc.keepalive_timeout_ms": SERVER_KEEPALIVE_TIMEOUT_MS,
-    "grpc.max_concurrent_streams": SERVER_CONCURRENT_STREAMS_MAX,
+    "grpc.max_concurrent_streams": limits.concurrentStreamsPerConnectionMax,
   });
   const health = new HealthImplementation({ [HEALTH_SERVER_WIDE]: "NOT_SERVING" });
   health.addToServer(server);
@@ -113,11 +132,22 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const live = new Set<AbortController>();
   const env: WrapEnv = {
     metrics: rpcMetrics(options.registry),
-    logger: options.logger ?? silentLogger(),
+    logger,
     track: (controller) => {
       live.add(controller);
       return () => live.delete(controller);
     },
+  };
+  const admission: Admission = {
+    limiter: new InflightLimiter(
+      limits.inflightRequestsPerConnectionMax,
+      limits.inflightRequestsMax,
+    ),
+    limits,
+    metrics: limitMetrics(options.registry),
+    env,
+    lastLogMs: Number.NEGATIVE_INFINITY,
+    unlogged: 0,
   };
   let port: number | undefined;
   let stopping: Promise<void> | undefined;
@@ -134,7 +164,10 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     addService(spec, handlers) {
       assert(port === undefined && stopping === undefined, "addService before listen");
       assert(!serviceNames.includes(spec.name), `service ${spec.name} added twice`);
-      server.addService(guardDeserializers(spec.definition), wrapService(env, spec, handlers));
+      server.addService(
+        guardDeserializers(spec.definition),
+        wrapService(admission, spec, handlers),
+      );
       serviceNames.push(spec.name);
       health.setStatus(spec.name, "SERVING");
     },
@@ -146,7 +179,10 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       // Reflection describes exactly the services this server runs.
       new ReflectionService(packageDefinition, { services: [...serviceNames] }).addToServer(server);
       port = await bind(server, host, requestedPort);
-      widenFlowControlWindows(server, SERVER_FLOW_CONTROL_WINDOW_BYTES);
+      for (const http2Server of http2ServersOf(server)) {
+        widenFlowControlWindows(http2Server, SERVER_FLOW_CONTROL_WINDOW_BYTES);
+        limitConnections(http2Server, limits.connectionsMax, admission.metrics, logger);
+      }
       health.setStatus(HEALTH_SERVER_WIDE, "SERVING");
       return port;
     },
@@ -162,7 +198,6 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   };
 }
 
-/** Wraps every handler of a service by the method's kind (from the definition). */
 /**
  * The service definition with every request deserializer made total: bytes that are not a valid
  * message become a {@link MalformedRequest} instead of a throw. grpc-js answers a throwing
@@ -188,11 +223,13 @@ function guardDeserializers(definition: grpc.ServiceDefinition): grpc.ServiceDef
   return guarded as grpc.ServiceDefinition;
 }
 
+/** Wraps every handler of a service by the method's kind (from the definition). */
 function wrapService<H extends grpc.UntypedServiceImplementation, C extends grpc.Client>(
-  env: WrapEnv,
+  admission: Admission,
   spec: ServiceSpec<H, C>,
   handlers: ServiceHandlers<H>,
 ): grpc.UntypedServiceImplementation {
+  const env = admission.env;
   const table = handlers as unknown as Record<string, unknown>;
   const wrapped: grpc.UntypedServiceImplementation = {};
   for (const [method, definition] of Object.entries(spec.definition)) {
@@ -206,9 +243,78 @@ function wrapService<H extends grpc.UntypedServiceImplementation, C extends grpc
       ? wrapBidiStream(env, spec.name, method, handler as BidiStreamHandler<unknown, unknown>)
       : definition.responseStream
         ? wrapServerStream(env, spec.name, method, handler as ServerStreamHandler<unknown, unknown>)
-        : wrapUnary(env, spec.name, method, handler as UnaryHandler<unknown, unknown>);
+        : admitUnary(
+            admission,
+            spec.name,
+            method,
+            wrapUnary(env, spec.name, method, handler as UnaryHandler<unknown, unknown>),
+          );
   }
   return wrapped;
+}
+
+/** What {@link admitUnary} needs: the limiter, its bounds, metrics and the refusal log's pace. */
+interface Admission {
+  readonly limiter: InflightLimiter;
+  readonly limits: ServerLimits;
+  readonly metrics: LimitMetrics;
+  readonly env: WrapEnv;
+  /** When a refusal was last logged, ms (performance.now()). */
+  lastLogMs: number;
+  /** Refusals since that line. */
+  unlogged: number;
+}
+
+/**
+ * Puts the in-flight bounds in front of a wrapped unary handler: past either bound the call is
+ * answered at once with TOO_MANY_REQUESTS, without running the handler; otherwise its slot is
+ * held until its answer is sent or the client cancels (whichever is first). A connection is
+ * known by its peer address (`ip:port`), which is unique per TCP connection.
+ */
+function admitUnary(
+  admission: Admission,
+  service: string,
+  method: string,
+  inner: grpc.handleUnaryCall<unknown, unknown>,
+): grpc.handleUnaryCall<unknown, unknown> {
+  return (call, callback) => {
+    const admitted = admission.limiter.acquire(call.getPeer());
+    if (!admitted.admitted) {
+      const { reason } = admitted;
+      const max =
+        reason === "inflight_connection"
+          ? admission.limits.inflightRequestsPerConnectionMax
+          : admission.limits.inflightRequestsMax;
+      const serviceError = toServiceError(tooManyRequests(reason, max));
+      admission.metrics.refused.inc({ reason });
+      admission.env.metrics.requests.inc({ service, method, code: errorCodeNameOf(serviceError) });
+      logRefusal(admission, reason, max, call.getPeer());
+      callback(serviceError);
+      return;
+    }
+    // wrapUnary sends nothing for a call the client cancelled, so the cancel releases too.
+    call.once("cancelled", admitted.release);
+    inner(call, (...answer: Parameters<typeof callback>) => {
+      call.off("cancelled", admitted.release);
+      admitted.release();
+      callback(...answer);
+    });
+  };
+}
+
+/** Logs a refused call, at most once per {@link SERVER_REFUSAL_LOG_INTERVAL_MS} (with a count). */
+function logRefusal(admission: Admission, reason: string, max: number, peer: string): void {
+  admission.unlogged += 1;
+  const now = performance.now();
+  if (now - admission.lastLogMs < SERVER_REFUSAL_LOG_INTERVAL_MS) return;
+  admission.env.logger.warn("requests refused: too many in flight", {
+    reason,
+    max,
+    peer,
+    refused: admission.unlogged,
+  });
+  admission.lastLogMs = now;
+  admission.unlogged = 0;
 }
 
 function bind(server: grpc.Server, host: string, port: number): Promise<number> {
@@ -224,22 +330,26 @@ function bind(server: grpc.Server, host: string, port: number): Promise<number> 
 }
 
 /**
- * Grants every client connection of `server` a flow-control window of `bytes`, for the
- * connection (a WINDOW_UPDATE) and for each call (SETTINGS_INITIAL_WINDOW_SIZE). grpc-js 1.14
- * has no server option for it (its client has `grpc-node.flow_control_window`; the server side
- * is grpc/grpc-node#3058), so this hooks the HTTP/2 servers grpc-js keeps in its private
- * `http2Servers` map. The assertion fails loudly if an upgrade removes the map: switch to the
- * option then.
+ * The HTTP/2 servers under a bound grpc-js server. grpc-js 1.14 has no server option for the
+ * flow-control window (its client has `grpc-node.flow_control_window`; the server side is
+ * grpc/grpc-node#3058) nor for a connection bound, so both hook the HTTP/2 servers grpc-js keeps
+ * in its private `http2Servers` map. The assertion fails loudly if an upgrade removes the map.
  */
-function widenFlowControlWindows(server: grpc.Server, bytes: number): void {
+function http2ServersOf(server: grpc.Server): http2.Http2Server[] {
   const http2Servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
   assert(http2Servers instanceof Map, "grpc-js keeps its HTTP/2 servers in `http2Servers`");
-  for (const http2Server of http2Servers.keys() as Iterable<http2.Http2Server>) {
-    http2Server.on("session", (session: http2.ServerHttp2Session) => {
-      session.setLocalWindowSize(bytes);
-      session.settings({ initialWindowSize: bytes });
-    });
-  }
+  return [...(http2Servers.keys() as Iterable<http2.Http2Server>)];
+}
+
+/**
+ * Grants every client connection of `http2Server` a flow-control window of `bytes`, for the
+ * connection (a WINDOW_UPDATE) and for each call (SETTINGS_INITIAL_WINDOW_SIZE).
+ */
+function widenFlowControlWindows(http2Server: http2.Http2Server, bytes: number): void {
+  http2Server.on("session", (session: http2.ServerHttp2Session) => {
+    session.setLocalWindowSize(bytes);
+    session.settings({ initialWindowSize: bytes });
+  });
 }
 
 function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
