@@ -33,7 +33,11 @@ import {
   type DeliveryCallback,
   RecordAccumulator,
 } from "./record-accumulator.js";
-import { MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT, Sender } from "./sender.js";
+import {
+  MAX_IN_FLIGHT_BATCHES_PER_PARTITION,
+  MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT,
+  Sender,
+} from "./sender.js";
 import { IdempotentProducerState } from "./producer-state.js";
 import { asSamsaError } from "./produce-job.js";
 import { PRODUCE_DEADLINE_MARGIN_MS } from "./produce-job.js";
@@ -148,7 +152,12 @@ export class Producer {
         loadPartitionCount: async (topic, timeoutMs) =>
           (await cluster.topic(topic, { timeoutMs })).partitions.length,
       },
-      { ...options, maxRequestSizeBytes: this.maxRequestSizeBytes },
+      {
+        ...options,
+        maxRequestSizeBytes: this.maxRequestSizeBytes,
+        backlogBatches:
+          this.idempotence === undefined ? undefined : MAX_IN_FLIGHT_BATCHES_PER_PARTITION,
+      },
       custom === undefined ? undefined : (topic, key, n) => custom.partition(topic, key, n),
     );
     this.sender = new Sender(

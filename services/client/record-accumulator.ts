@@ -53,7 +53,17 @@ export interface AccumulatorOptions {
   maxBlockMs?: number;
   /** Largest send and batch, bytes (the producer sets it). */
   maxRequestSizeBytes?: number;
+  /**
+   * A partition holding this many batches already opens its next ones
+   * {@link BACKLOG_BATCH_SIZE_FACTOR} times `batch.size` (at most max.request.size). The
+   * idempotent producer sets it to its 5 unacknowledged batches per partition, so a partition
+   * that cannot keep up sends fewer, larger batches instead of falling behind. Default never.
+   */
+  backlogBatches?: number;
 }
+
+/** How much larger than `batch.size` a backlogged partition's batches are (see backlogBatches). */
+export const BACKLOG_BATCH_SIZE_FACTOR = 16;
 
 /** A buffered record's delivery: resolves with where it was written, or rejects. */
 export interface Delivery {
@@ -111,6 +121,8 @@ export class ProducerBatch {
    * put records in it (the latest of theirs); else the sender's delivery timeout from `createdMs`.
    */
   deadlineMs: number | undefined;
+  /** Sealed (sendable at once) when its records take this many bytes: `batch.size`, or more. */
+  fullBytes = Number.POSITIVE_INFINITY;
   /** It holds records of `add` (not only of `send`): its error is reported by `flush()`. */
   fromAdd = false;
   /** Base offset once written (-1 with acks=0), or the error it failed with. */
@@ -278,6 +290,7 @@ export type WakeFn = (atMs: number) => void;
 export class RecordAccumulator {
   readonly lingerMs: number;
   readonly batchSizeBytes: number;
+  private readonly backlogBatches: number;
   readonly bufferMemoryBytes: number;
   readonly maxBlockMs: number;
   readonly maxRequestSizeBytes: number;
@@ -304,6 +317,7 @@ export class RecordAccumulator {
   ) {
     this.lingerMs = options.lingerMs ?? LINGER_MS_DEFAULT;
     this.batchSizeBytes = options.batchSizeBytes ?? BATCH_SIZE_BYTES_DEFAULT;
+    this.backlogBatches = options.backlogBatches ?? Number.POSITIVE_INFINITY;
     this.bufferMemoryBytes = options.bufferMemoryBytes ?? BUFFER_MEMORY_BYTES_DEFAULT;
     this.maxBlockMs = options.maxBlockMs ?? MAX_BLOCK_MS_DEFAULT;
     this.maxRequestSizeBytes = options.maxRequestSizeBytes ?? this.bufferMemoryBytes;
@@ -508,21 +522,26 @@ export class RecordAccumulator {
         else if (open.deadlineMs !== undefined) {
           open.deadlineMs = Math.max(open.deadlineMs, deadlineMs);
         }
-        if (open.builder.sizeBytes >= this.batchSizeBytes) this.seal(t, open);
+        if (open.builder.sizeBytes >= open.fullBytes) this.seal(t, open);
         return new RecordDelivery(open, index, timestamp);
       }
       this.seal(t, open);
       // A sticky record moves on with the partition it was meant for: the next batch opens there.
     }
+    const fullBytes =
+      q.batches.length >= this.backlogBatches
+        ? Math.min(this.maxRequestSizeBytes, this.batchSizeBytes * BACKLOG_BATCH_SIZE_FACTOR)
+        : this.batchSizeBytes;
     const capacity = Math.min(
       this.maxRequestSizeBytes,
-      Math.max(this.batchSizeBytes, appendBytesMax(key, value, headers) + BATCH_HEADER_BYTES),
+      Math.max(fullBytes, appendBytesMax(key, value, headers) + BATCH_HEADER_BYTES),
     );
     if (this.usedBytes + capacity > this.bufferMemoryBytes) return undefined;
     this.usedBytes += capacity;
     this.batchCount++;
     const now = Date.now();
     const batch = new ProducerBatch(topic, partition, capacity, now);
+    batch.fullBytes = fullBytes;
     const appended = batch.builder.tryAppend(key, value, headers, timestamp);
     assert(appended, "the first record fits its batch");
     if (callback !== undefined) batch.onDelivery(0, timestamp, callback);
@@ -530,7 +549,7 @@ export class RecordAccumulator {
     batch.fromAdd = deadlineMs === undefined;
     q.batches.push(batch);
     this.nonEmpty.add(q);
-    if (batch.builder.sizeBytes >= this.batchSizeBytes) this.seal(t, batch);
+    if (batch.builder.sizeBytes >= fullBytes) this.seal(t, batch);
     else this.wake(this.flushing > 0 ? now : now + this.lingerMs);
     return new RecordDelivery(batch, 0, timestamp);
   }
