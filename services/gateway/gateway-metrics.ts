@@ -3,7 +3,7 @@
  * latencies come from the shared server wrapper (`samsa_rpc_*`); these add what only the gateway
  * knows: how often it retried a routed call, why, and how many record bytes it routed per topic.
  */
-import { Counter, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
 import { ErrorCode } from "../shared/errors.js";
 
 /** Name of the retries counter. */
@@ -16,6 +16,9 @@ export const GATEWAY_PUBLISH_APPENDS_METRIC = "samsa_gateway_publish_appends_tot
 /** Name of the counter of Publish calls' partition shares those appends carried. */
 export const GATEWAY_PUBLISH_SHARES_METRIC = "samsa_gateway_publish_shares_total";
 
+/** Name of the gauge of producer ids the gateway holds for Publish (docs/idempotence.md). */
+export const GATEWAY_PRODUCER_IDS_METRIC = "samsa_gateway_producer_ids_active";
+
 /** Direction of routed bytes: `in` = to brokers (produce), `out` = to clients (fetch, streams). */
 export type RoutedDirection = "in" | "out";
 
@@ -25,7 +28,7 @@ export class GatewayMetrics {
   private readonly publishAppends: Counter;
   private readonly publishShares: Counter;
 
-  constructor(registry: Registry) {
+  constructor(private readonly registry: Registry) {
     this.retries = new Counter({
       name: GATEWAY_RETRIES_METRIC,
       help: "Routed calls retried by the gateway, by RPC method and the error code that caused it.",
@@ -47,6 +50,18 @@ export class GatewayMetrics {
       name: GATEWAY_PUBLISH_SHARES_METRIC,
       help: "Publish calls' partition shares carried by those appends (shares / appends = coalescing).",
       registers: [registry],
+    });
+  }
+
+  /** Exports `activeProducerIds()` (read when scraped) as {@link GATEWAY_PRODUCER_IDS_METRIC}. */
+  watchProducerIds(activeProducerIds: () => number): void {
+    new Gauge({
+      name: GATEWAY_PRODUCER_IDS_METRIC,
+      help: "Producer ids the gateway holds for its idempotent Publish appends (one per partition published to).",
+      registers: [this.registry],
+      collect() {
+        this.set(activeProducerIds());
+      },
     });
   }
 

@@ -88,21 +88,24 @@ export class Gateway {
       this.pool = new BrokerPool(this.metadata, {
         flowControlWindowBytes: GATEWAY_BROKER_FLOW_CONTROL_WINDOW_BYTES,
       });
+      const metrics = new GatewayMetrics(this.registry);
       const routing = new Routing({
         metadata: this.metadata,
         pool: this.pool,
         watch: this.watch,
-        metrics: new GatewayMetrics(this.registry),
+        metrics,
         logger: this.logger.child({ component: "router" }),
       });
       this.server = createGrpcServer({ registry: this.registry, logger: this.logger });
+      const producers = new GatewayProducers(async (deadline, signal) =>
+        BigInt((await initProducerId(routing, deadline, signal)).producerId),
+      );
+      metrics.watchProducerIds(() => producers.activeProducerIds);
       const serviceDeps = {
         routing,
         router: new Router(routing, c.clusterId),
         partitioner: new Partitioner(),
-        producers: new GatewayProducers(async (deadline, signal) =>
-          BigInt((await initProducerId(routing, deadline, signal)).producerId),
-        ),
+        producers,
       };
       this.server.addService(gatewayService, gatewayServiceHandlers(serviceDeps));
       this.server.addService(
