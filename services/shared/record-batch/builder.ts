@@ -47,7 +47,9 @@ import {
 import {
   type DecodedRecord,
   decodeRecords,
+  decodeRecordsWith,
   type ProducerRecord,
+  type RecordFactory,
   recordBodyBytes,
   recordBytes,
   writeRecord,
@@ -272,6 +274,28 @@ export function decodeBatch(buf: Buffer, pos = 0, options: DecodeBatchOptions = 
     options.decompressedBytesMax,
   );
   return { header, records: decodeRecords(data, header) };
+}
+
+/**
+ * {@link decodeBatch} with each record built by `make` (see `decodeRecordsWith`), only those
+ * at or after `fromOffset`: the same checks, the same errors, one object per record kept.
+ */
+export function decodeBatchWith<T>(
+  buf: Buffer,
+  pos: number,
+  make: RecordFactory<T>,
+  fromOffset = 0,
+  options: DecodeBatchOptions = {},
+): { header: BatchHeader; records: T[] } {
+  const header = validateBatch(buf, pos, options);
+  const region = buf.subarray(pos + BATCH_HEADER_BYTES, pos + batchSizeBytes(header));
+  if (header.recordCount === 0 && region.length === 0) return { header, records: [] };
+  const data = decompressRecords(
+    compressionOf(header.attributes),
+    region,
+    options.decompressedBytesMax,
+  );
+  return { header, records: decodeRecordsWith(data, header, make, fromOffset) };
 }
 
 /**

@@ -176,9 +176,16 @@ function readNullable(r: ByteReader, what: string): Buffer | null {
   return r.readBytes(length, what);
 }
 
+/**
+ * The headers of every record without any: one shared, frozen empty list, so that records
+ * without headers (most) cost no array each. Frozen: a caller pushing into a record's headers
+ * gets a TypeError rather than headers on every other record.
+ */
+export const NO_HEADERS: RecordHeader[] = Object.freeze([]) as unknown as RecordHeader[];
+
 function readHeaders(r: ByteReader): RecordHeader[] {
   const count = r.readVarint();
-  if (count === 0) return [];
+  if (count === 0) return NO_HEADERS;
   if (count < 0 || count > r.remaining / HEADER_BYTES_MIN) {
     throw corrupt(`header count ${count} invalid for ${r.remaining} bytes left in the record`);
   }
@@ -199,18 +206,54 @@ export type RecordsContext = Pick<
 >;
 
 /**
+ * Makes the object a decoder gives for one record (see {@link decodeRecordsWith}): called once
+ * per record with its fields, so a caller builds the one object it hands on (a consumer's record
+ * with its topic and partition) instead of a {@link DecodedRecord} copied into another.
+ */
+export type RecordFactory<T> = (
+  offset: number,
+  timestamp: number,
+  key: Buffer | null,
+  value: Buffer | null,
+  headers: RecordHeader[],
+) => T;
+
+const decodedRecord: RecordFactory<DecodedRecord> = (offset, timestamp, key, value, headers) => ({
+  offset,
+  timestamp,
+  key,
+  value,
+  headers,
+});
+
+/**
  * Decodes the (decompressed) records region of a batch. Requires exactly `recordCount` records
  * that fill `data` with no bytes left over, each record's fields to fill its length exactly,
- * and offset deltas strictly increasing and within `[0, lastOffsetDelta]`.
+ * and offset deltas strictly increasing and within `[0, lastOffsetDelta]`. Records without
+ * headers share {@link NO_HEADERS}.
  */
 export function decodeRecords(data: Buffer, batch: RecordsContext): DecodedRecord[] {
+  return decodeRecordsWith(data, batch, decodedRecord);
+}
+
+/**
+ * {@link decodeRecords} with each record built by `make`, skipping (checked, but not built)
+ * the records whose offset is below `fromOffset` (default 0: all): a consumer whose position
+ * is inside a batch builds only what it yields.
+ */
+export function decodeRecordsWith<T>(
+  data: Buffer,
+  batch: RecordsContext,
+  make: RecordFactory<T>,
+  fromOffset = 0,
+): T[] {
   const { recordCount, lastOffsetDelta, baseOffset, baseTimestamp } = batch;
   if (recordCount * RECORD_BYTES_MIN > data.length) {
     throw corrupt(`${data.length} bytes cannot hold ${recordCount} records`);
   }
   const logAppendTime = timestampTypeOf(batch.attributes) === TimestampType.LOG_APPEND_TIME;
   const r = new ByteReader(data);
-  const records: DecodedRecord[] = [];
+  const records: T[] = [];
   let previousDelta = -1;
   for (let i = 0; i < recordCount; i++) {
     const length = r.readVarint();
@@ -235,13 +278,17 @@ export function decodeRecords(data: Buffer, batch: RecordsContext): DecodedRecor
       throw corrupt(`record ${i} has ${recordEnd - r.pos} bytes past its fields`);
     }
     r.end = data.length;
-    records.push({
-      offset: baseOffset + offsetDelta,
-      timestamp: logAppendTime ? batch.maxTimestamp : baseTimestamp + timestampDelta,
-      key,
-      value,
-      headers,
-    });
+    const offset = baseOffset + offsetDelta;
+    if (offset < fromOffset) continue;
+    records.push(
+      make(
+        offset,
+        logAppendTime ? batch.maxTimestamp : baseTimestamp + timestampDelta,
+        key,
+        value,
+        headers,
+      ),
+    );
   }
   if (r.pos !== data.length) {
     throw corrupt(`${data.length - r.pos} bytes after the batch's ${recordCount} records`);
