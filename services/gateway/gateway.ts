@@ -96,7 +96,11 @@ export class Gateway {
         metrics,
         logger: this.logger.child({ component: "router" }),
       });
-      this.server = createGrpcServer({ registry: this.registry, logger: this.logger });
+      this.server = createGrpcServer({
+        registry: this.registry,
+        logger: this.logger,
+        limits: c.serverLimits,
+      });
       const producers = new GatewayProducers(async (deadline, signal) =>
         BigInt((await initProducerId(routing, deadline, signal)).producerId),
       );
