@@ -79,10 +79,15 @@ export interface ProducerOptions extends AccumulatorOptions {
   partitioner?: Partitioner;
   /**
    * Produce calls of `add`'s batches in flight to one broker at most. Default
-   * {@link MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT}. A partition has one call in flight at a
-   * time whatever this is, so its records keep their order.
+   * {@link MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT}.
    */
   maxInFlightRequestsPerBroker?: number;
+  /**
+   * Produce calls of one partition in flight at most, 1 to 5, with idempotence (the leader's
+   * sequence check keeps the order); default `MAX_IN_FLIGHT_PER_PARTITION_DEFAULT` (sender.ts).
+   * Without idempotence a partition has one call in flight, so its records keep their order.
+   */
+  maxInFlightRequestsPerPartition?: number;
   /**
    * `add`'s batches are idempotent: written once per partition whatever the retries (Kafka's
    * `enable.idempotence`). Default true with acks "all" (-1), false otherwise; true with other
@@ -145,6 +150,13 @@ export class Producer {
       (options.idempotent ?? acksAll)
         ? new IdempotentProducerState(() => initProducerId(cluster, this.requestTimeoutMs))
         : undefined;
+    const perPartition = options.maxInFlightRequestsPerPartition;
+    if (
+      perPartition !== undefined &&
+      !(Number.isInteger(perPartition) && perPartition >= 1 && perPartition <= 5)
+    ) {
+      throw new SamsaError(ErrorCode.INVALID_CONFIG, "maxInFlightRequestsPerPartition is 1 to 5");
+    }
     const custom = options.partitioner;
     this.accumulator = new RecordAccumulator(
       {
@@ -197,6 +209,7 @@ export class Producer {
         maxInFlightPerBroker:
           options.maxInFlightRequestsPerBroker ?? MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT,
         idempotence: this.idempotence,
+        maxInFlightPerPartition: options.maxInFlightRequestsPerPartition,
       },
     );
   }

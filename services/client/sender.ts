@@ -43,6 +43,11 @@ export const MAX_IN_FLIGHT_REQUESTS_PER_BROKER_DEFAULT = 5;
 /** Produce calls of one partition in flight at most with idempotence (the broker's window). */
 export const MAX_IN_FLIGHT_PER_PARTITION_IDEMPOTENT = 5;
 /**
+ * Default of {@link SenderOptions.maxInFlightPerPartition} with idempotence: chosen by
+ * measurement (docs/performance.md, the producer).
+ */
+export const MAX_IN_FLIGHT_PER_PARTITION_DEFAULT = 5;
+/**
  * Unacknowledged batches of one partition at most with idempotence: the broker recognises a
  * re-sent batch among the producer's last 5 only (Kafka sends one batch per partition per call,
  * so its 5 calls are 5 batches).
@@ -82,6 +87,12 @@ export interface SenderOptions {
   readonly requestTimeoutMs: number;
   readonly maxRequestSizeBytes: number;
   readonly maxInFlightPerBroker: number;
+  /**
+   * Produce calls of one partition in flight at most with idempotence, 1 to
+   * {@link MAX_IN_FLIGHT_PER_PARTITION_IDEMPOTENT}; default
+   * {@link MAX_IN_FLIGHT_PER_PARTITION_DEFAULT}. Always 1 without idempotence.
+   */
+  readonly maxInFlightPerPartition?: number;
   /** The idempotent producer's state; undefined without idempotence. */
   readonly idempotence?: IdempotentProducerState;
 }
@@ -251,7 +262,11 @@ export class Sender {
     if (this.options.idempotence === undefined) return 1;
     return Math.max(
       1,
-      Math.min(MAX_IN_FLIGHT_PER_PARTITION_IDEMPOTENT, this.options.maxInFlightPerBroker),
+      Math.min(
+        MAX_IN_FLIGHT_PER_PARTITION_IDEMPOTENT,
+        this.options.maxInFlightPerPartition ?? MAX_IN_FLIGHT_PER_PARTITION_DEFAULT,
+        this.options.maxInFlightPerBroker,
+      ),
     );
   }
 
