@@ -24,7 +24,10 @@ import type { SubscribeResponse__Output } from "../shared/generated/samsa/v1/Sub
 import { STREAM_READ_AHEAD_MESSAGES, stream } from "../shared/grpc/client.js";
 import type { StreamSend } from "../shared/grpc/handlers.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
-import { decodeBatches } from "../shared/record-batch/builder.js";
+import type { RecordHeader } from "../shared/generated/samsa/v1/RecordHeader.js";
+import { decodeBatchWith } from "../shared/record-batch/builder.js";
+import { batchSizeBytes } from "../shared/record-batch/header.js";
+import type { RecordFactory } from "../shared/record-batch/records.js";
 import { checkTopicPartition, parseInt64 } from "../shared/request-parsing.js";
 import { validateTopicName } from "../shared/topic-name.js";
 import type { Router } from "./router.js";
@@ -100,11 +103,19 @@ export async function consume(
       inner,
     ),
   );
+  // One partition needs no merge (a Promise.race per Subscribe message saved).
+  const messages = sources.length === 1 ? sources[0]! : merge(sources, stop);
   let sent = 0;
-  for await (const record of merge(sources, stop)) {
-    await send(record, (record.key?.length ?? 0) + (record.value?.length ?? 0));
-    sent++;
-    if (request.maxMessages > 0 && sent >= request.maxMessages) return;
+  try {
+    for await (const records of messages) {
+      for (const record of records) {
+        await send(record, (record.key?.length ?? 0) + (record.value?.length ?? 0));
+        sent++;
+        if (request.maxMessages > 0 && sent >= request.maxMessages) return;
+      }
+    }
+  } finally {
+    stop.abort();
   }
 }
 
@@ -166,30 +177,47 @@ export async function* followPartition(
   }
 }
 
-/** One partition's records from `spec.offset` on, decoded, each once. */
+/** Header list of the records without headers (most): one shared array, not one per record. */
+const NO_HEADERS: RecordHeader[] = [];
+
+/**
+ * One partition's records from `spec.offset` on, decoded, each once, as one array per
+ * Subscribe message (at most {@link CONSUME_SUBSCRIBE_BYTES_MAX} of records and the batch that
+ * crosses it): the async steps (the follow, the merge) are paid per message, not per record.
+ * Offsets and timestamps are numbers (exact below 2^53), which protobufjs encodes without
+ * parsing a string into a Long.
+ */
 async function* partitionRecords(
   routing: Routing,
   spec: FollowSpec,
   signal: AbortSignal,
-): AsyncGenerator<ConsumeResponse, void, undefined> {
+): AsyncGenerator<ConsumeResponse[], void, undefined> {
+  const { topic, partition } = spec;
+  // Every record the same shape (unset key or value as undefined, which protobufjs skips).
+  const make: RecordFactory<ConsumeResponse> = (offset, timestamp, key, value, headers) => ({
+    topic,
+    partition,
+    offset,
+    timestamp,
+    key: key ?? undefined,
+    value: value ?? undefined,
+    headers:
+      headers.length === 0
+        ? NO_HEADERS
+        : headers.map((h) => ({ key: h.key, value: h.value ?? Buffer.alloc(0) })),
+  });
   // A batch may start before the position (the first one read, or after a resume).
   let position = spec.offset;
   for await (const message of followPartition(routing, spec, "Consume", signal)) {
-    for (const batch of decodeBatches(message.records)) {
-      for (const r of batch.records) {
-        if (r.offset < position) continue;
-        position = r.offset + 1;
-        yield {
-          topic: spec.topic,
-          partition: spec.partition,
-          offset: String(r.offset),
-          timestamp: String(r.timestamp),
-          ...(r.key === null ? {} : { key: r.key }),
-          ...(r.value === null ? {} : { value: r.value }),
-          headers: r.headers.map((h) => ({ key: h.key, value: h.value ?? Buffer.alloc(0) })),
-        };
-      }
+    const data = message.records;
+    const out: ConsumeResponse[] = [];
+    for (let pos = 0; pos < data.length; ) {
+      const batch = decodeBatchWith(data, pos, make, position);
+      pos += batchSizeBytes(batch.header);
+      for (const r of batch.records) out.push(r);
+      if (batch.records.length > 0) position = Number(out[out.length - 1]!.offset) + 1;
     }
+    if (out.length > 0) yield out;
   }
 }
 
