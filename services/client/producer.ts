@@ -2,8 +2,8 @@
  * The producer: sends records straight to partition leaders. `add` + `flush` batch records in
  * the background, Kafka's way: per partition batches encoded as records arrive (linger.ms,
  * batch.size, buffer.memory; record-accumulator.ts), sent by the sender (sender.ts) with up to
- * max.in.flight.requests.per.connection calls per broker (one per partition without
- * idempotence, up to 5 with it). `send` gives the records it is given their partitions (explicit,
+ * max.in.flight.requests.per.connection calls per broker (one per partition; up to 5 with
+ * idempotence and `maxInFlightRequestsPerPartition`). `send` gives the records it is given their partitions (explicit,
  * by key, or round robin), and resolves when all are written or failed.
  *
  * The producer is idempotent by default (Kafka's `enable.idempotence=true`, its default since

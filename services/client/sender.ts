@@ -5,9 +5,10 @@
  * its sendable batches up to `max.request.size`. A broker has at most
  * `max.in.flight.requests.per.connection` Produce calls in flight. Without idempotence a
  * partition has one Produce in flight at a time, so its records stay in order across retries;
- * with it up to {@link MAX_IN_FLIGHT_PER_PARTITION_IDEMPOTENT} (Kafka's bound: the broker's
- * sequence check refuses a batch that would overtake an earlier one, and its window of 5
- * recognises re-sends). A retriable error keeps the batches in their queue: the partition then
+ * with it up to `maxInFlightPerPartition` (default {@link MAX_IN_FLIGHT_PER_PARTITION_DEFAULT},
+ * at most {@link MAX_IN_FLIGHT_PER_PARTITION_IDEMPOTENT}, Kafka's bound: the broker's sequence
+ * check refuses a batch that would overtake an earlier one, and its window of 5 recognises
+ * re-sends). With idempotence a partition has at most 5 batches unacknowledged. A retriable error keeps the batches in their queue: the partition then
  * sends nothing new until all its calls in flight answered, and retries from the head of its
  * queue, in sequence order, after a backoff (and a metadata refresh for stale-metadata codes);
  * Kafka's Sender re-enqueues the batches in sequence order the same way. A batch older than
@@ -46,7 +47,7 @@ export const MAX_IN_FLIGHT_PER_PARTITION_IDEMPOTENT = 5;
  * Default of {@link SenderOptions.maxInFlightPerPartition} with idempotence: chosen by
  * measurement (docs/performance.md, the producer).
  */
-export const MAX_IN_FLIGHT_PER_PARTITION_DEFAULT = 5;
+export const MAX_IN_FLIGHT_PER_PARTITION_DEFAULT = 1;
 /**
  * Unacknowledged batches of one partition at most with idempotence: the broker recognises a
  * re-sent batch among the producer's last 5 only (Kafka sends one batch per partition per call,

@@ -485,7 +485,10 @@ describe("producer batching: outcomes", () => {
 });
 
 describe("producer batching: idempotent calls in flight per partition", () => {
-  const idempotent = () => ({ idempotence: new IdempotentProducerState(async () => 7n) });
+  const idempotent = () => ({
+    idempotence: new IdempotentProducerState(async () => 7n),
+    maxInFlightPerPartition: 5,
+  });
   /** Adds records `from`..`to`-1 to partition 0, one batch each, letting the sender run between. */
   const addEach = async (acc: RecordAccumulator, from: number, to: number) => {
     const out = [];
