@@ -7,19 +7,30 @@
  * epochs, unknown partitions and unreachable brokers refresh the metadata, back off and retry;
  * the metadata refreshes in the background, so partitions that have a leader keep being read while
  * another is offline or its leader hangs (a Fetch answer late past its wait refreshes the metadata,
- * and a call to a broker that no longer leads is cancelled and sent to the new leader).
- * Iteration ends when the signal aborts or the caller stops; a non-retriable error is thrown.
+ * again every FETCH_LATE_MARGIN_MS while it stays late, and a call to a broker that no longer
+ * leads is cancelled and sent to the new leader). While an answer is consumed, the next Fetch to
+ * its leader is already in flight. Iteration ends when the signal aborts or the caller stops; a
+ * non-retriable error is thrown. {@link Consumer.consumeBatches} is the same a batch at a time.
  */
 import { assert, ErrorCode, SamsaError } from "../shared/errors.js";
 import type { FetchResponse__Output } from "../shared/generated/samsa/v1/FetchResponse.js";
 import { IsolationLevel } from "../shared/generated/samsa/v1/IsolationLevel.js";
 import { unary } from "../shared/grpc/client.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
+import {
+  BATCH_HEADER_BYTES,
+  batchSizeBytes,
+  decodeBatchWith,
+  lastOffsetOf,
+  type RecordFactory,
+  readBatchHeader,
+} from "../shared/record-batch/index.js";
 import { decodeBatchAt, type OnCorruptBatch, skipCorruptAnswer } from "./corrupt-batch.js";
 import { listOffsets, type OffsetSpec } from "./list-offsets.js";
 import { Cluster, type ClusterOptions, needsMetadataRefresh } from "./metadata.js";
 import { asSamsaError } from "./produce-job.js";
-import type { ConsumerRecord } from "./records.js";
+import type { ConsumerBatch, ConsumerRecord } from "./records.js";
+import { RecordIterator } from "./record-iterator.js";
 import {
   API_TIMEOUT_MS_DEFAULT,
   backoffMs,
@@ -92,6 +103,11 @@ export interface ConsumerOptions {
 interface PartitionState {
   partition: number;
   position: number;
+  /**
+   * Where the next Fetch starts when it is sent before the answer in hand is consumed (a
+   * pipelined fetch): the end of that answer. Cleared when an answer for the partition is handled.
+   */
+  ahead: number | undefined;
   busy: boolean;
   retryAtMs: number;
   attempt: number;
@@ -112,9 +128,12 @@ interface InFlight {
   readonly cancel: AbortController;
   /** Set when cancelled because the partitions moved: they are fetched again at once. */
   moved: boolean;
-  /** When the answer is late (the long poll's wait plus {@link FETCH_LATE_MARGIN_MS}), ms. */
-  readonly lateAtMs: number;
-  /** The lateness was noticed (the metadata refreshed once for it). */
+  /**
+   * When the answer is late (the long poll's wait plus {@link FETCH_LATE_MARGIN_MS}), ms; once
+   * late, moved on by {@link FETCH_LATE_MARGIN_MS} at each refresh it causes.
+   */
+  lateAtMs: number;
+  /** The lateness was noticed (the metadata refreshed for it). */
   late: boolean;
 }
 
@@ -149,11 +168,32 @@ export class Consumer {
     });
   }
 
-  /** Records of `topic` from `options.from` on, until the signal aborts; see the module doc. */
-  async *consume(
+  /**
+   * Records of `topic` from `options.from` on, until the signal aborts; see the module doc. The
+   * records are served a batch at a time from {@link consumeBatches}: a `next()` with records of
+   * the current batch left answers with an already resolved promise (no async generator step,
+   * no fetch bookkeeping per record).
+   */
+  consume(
     topic: string,
     options: ConsumeOptions = {},
   ): AsyncGenerator<ConsumerRecord, void, undefined> {
+    return new RecordIterator(this.consumeBatches(topic, options));
+  }
+
+  /**
+   * The same records as {@link consume}, a record batch at a time: each item is the records of
+   * one stored batch at or after the position (never empty), with the offset after the batch.
+   * For callers that handle records in bulk; the per-record cost of an async iteration is then
+   * paid once per batch (typically hundreds of records). The records' key, value and header
+   * values are views into the Fetch answer: copy them to keep them longer than the batch.
+   * While a batch is handled the next Fetch to its leader is already in flight (pipelined) when
+   * the answer in hand held only whole, undamaged-looking batches.
+   */
+  async *consumeBatches(
+    topic: string,
+    options: ConsumeOptions = {},
+  ): AsyncGenerator<ConsumerBatch, void, undefined> {
     const stop = new AbortController();
     const onAbort = (): void => stop.abort();
     options.signal?.addEventListener("abort", onAbort, { once: true });
@@ -177,7 +217,7 @@ export class Consumer {
         if (this.refreshing !== undefined) waits.push(this.refreshing.then(() => undefined));
         const next = Math.min(
           ...states.filter((s) => !s.busy).map((s) => s.retryAtMs),
-          ...[...inflight.values()].filter((f) => !f.late).map((f) => f.lateAtMs),
+          ...[...inflight.values()].filter((f) => !f.moved).map((f) => f.lateAtMs),
         );
         const pause = new AbortController();
         if (Number.isFinite(next) || waits.length === 0) {
@@ -192,6 +232,8 @@ export class Consumer {
         for (const s of outcome.states) s.busy = false;
         if (signal.aborted) break;
         if (done?.moved) continue; // cancelled on purpose: fetched again from the new leader
+        if (this.fetchAhead(topic, outcome))
+          this.issueFetches(topic, states, inflight, options, signal);
         yield* this.handle(topic, outcome, options, signal);
       }
     } finally {
@@ -210,7 +252,8 @@ export class Consumer {
     outcome: FetchOutcome,
     options: ConsumeOptions,
     signal: AbortSignal,
-  ): AsyncGenerator<ConsumerRecord, void, undefined> {
+  ): AsyncGenerator<ConsumerBatch, void, undefined> {
+    for (const s of outcome.states) s.ahead = undefined;
     if (outcome.error !== undefined) {
       for (const s of outcome.states) this.failed(topic, s, outcome.error);
       return;
@@ -222,7 +265,7 @@ export class Consumer {
       const code = fromProtoErrorCode(result.errorCode);
       if (code === ErrorCode.NONE) {
         s.attempt = 0;
-        yield* this.records(topic, s, result.records, options.onCorruptBatch);
+        yield* this.batches(topic, s, result.records, options.onCorruptBatch);
       } else if (code === ErrorCode.CORRUPT_MESSAGE) {
         const where = { topic, partition: s.partition, position: s.position };
         const next = Number(result.nextOffset);
@@ -278,6 +321,7 @@ export class Consumer {
     return partitions.map((partition) => ({
       partition,
       position: positions.get(partition)!,
+      ahead: undefined,
       busy: false,
       retryAtMs: 0,
       attempt: 0,
@@ -301,8 +345,11 @@ export class Consumer {
     const now = Date.now();
     for (const f of inflight.values()) {
       // A leader that does not answer its long poll in time may be hung: has the partition moved?
-      if (!f.late && now >= f.lateAtMs) {
+      // Again every FETCH_LATE_MARGIN_MS while it stays late: the partition may move only
+      // after the first refresh (the controller waits out the hung broker's session).
+      if (!f.moved && now >= f.lateAtMs) {
         f.late = true;
+        f.lateAtMs = now + FETCH_LATE_MARGIN_MS;
         this.cluster.invalidate(topic);
       }
     }
@@ -340,7 +387,7 @@ export class Consumer {
         partitions: parts.map(({ s, epoch }) => ({
           topic,
           partition: s.partition,
-          fetchOffset: String(s.position),
+          fetchOffset: String(s.ahead ?? s.position),
           currentLeaderEpoch: epoch,
           partitionMaxBytes: options.partitionMaxBytes ?? FETCH_PARTITION_BYTES_MAX_DEFAULT,
         })),
@@ -385,45 +432,100 @@ export class Consumer {
   }
 
   /**
-   * Yields the records at or after the position and moves the position past the batches. Batches
-   * are decoded one at a time (their records die young, cheap for the garbage collector), so a
-   * corrupt batch throws after the records of the good batches before it.
+   * Whether the next Fetch for the answer's partitions can be sent before the answer is
+   * consumed: every partition answered without error, with records made of whole batches back
+   * to back (by their headers; CRCs and records are checked later, as they are decoded). Sets
+   * each partition's {@link PartitionState.ahead} to the end of its records. An answer with an
+   * error, no records, or a batch whose framing is off is handled first, as without pipelining
+   * (backoffs, offset resets and skips of damaged batches need the position it leaves).
    */
-  private *records(
+  private fetchAhead(topic: string, outcome: FetchOutcome): boolean {
+    const response = outcome.response;
+    if (response === undefined || response.partitions.length !== outcome.states.length)
+      return false;
+    const ends: number[] = [];
+    for (const [i, result] of response.partitions.entries()) {
+      const s = outcome.states[i]!;
+      if (result.topic !== topic || result.partition !== s.partition) return false;
+      if (fromProtoErrorCode(result.errorCode) !== ErrorCode.NONE) return false;
+      const end = answerEnd(result.records);
+      if (end === undefined) return false;
+      ends.push(end);
+    }
+    for (const [i, s] of outcome.states.entries()) s.ahead = Math.max(s.position, ends[i]!);
+    return true;
+  }
+
+  /**
+   * Yields the records at or after the position a batch at a time and moves the position past
+   * the batches. Each batch is decoded when reached (its records die young, cheap for the
+   * garbage collector) into the records handed on, nothing else per record; a corrupt batch
+   * throws after the good batches before it. A batch that fails to decode goes to
+   * `decodeBatchAt` (corrupt-batch.ts), which skips it or throws the error naming where.
+   */
+  private *batches(
     topic: string,
     s: PartitionState,
     data: Buffer,
     onCorrupt: OnCorruptBatch | undefined,
-  ): Generator<ConsumerRecord> {
+  ): Generator<ConsumerBatch> {
+    const partition = s.partition;
+    const make: RecordFactory<ConsumerRecord> = (offset, timestamp, key, value, headers) => ({
+      topic,
+      partition,
+      offset,
+      timestamp,
+      key,
+      value,
+      headers,
+    });
     for (let pos = 0; pos < data.length; ) {
-      const where = { topic, partition: s.partition, position: s.position };
-      const { batch, size, nextOffset } = decodeBatchAt(data, pos, where, onCorrupt);
-      pos += size;
-      if (batch === undefined) {
-        s.position = Math.max(s.position, nextOffset); // skipped on purpose
-        continue;
+      let records: ConsumerRecord[];
+      let nextOffset: number;
+      try {
+        const batch = decodeBatchWith(data, pos, make, s.position);
+        records = batch.records;
+        nextOffset = lastOffsetOf(batch.header) + 1;
+        pos += batchSizeBytes(batch.header);
+      } catch {
+        const where = { topic, partition, position: s.position };
+        const at = decodeBatchAt(data, pos, where, onCorrupt); // throws, or skips on purpose
+        pos += at.size;
+        nextOffset = at.nextOffset;
+        const position = s.position;
+        records = (at.batch?.records ?? [])
+          .filter((r) => r.offset >= position)
+          .map((r) => make(r.offset, r.timestamp, r.key, r.value, r.headers));
       }
-      for (const r of batch.records) {
-        if (r.offset < s.position) continue;
-        s.position = r.offset + 1;
-        yield {
-          topic,
-          partition: s.partition,
-          offset: r.offset,
-          timestamp: r.timestamp,
-          key: r.key,
-          value: r.value,
-          headers: r.headers,
-        };
-      }
-      s.position = Math.max(s.position, nextOffset);
+      const last = records.length > 0 ? records[records.length - 1]!.offset + 1 : 0;
+      s.position = Math.max(s.position, last, nextOffset);
+      if (records.length > 0) yield { topic, partition, records, nextOffset };
     }
   }
 
   /** Handles a partition's error: throws a non-retriable one, else schedules a retry. */
   private failed(topic: string, s: PartitionState, err: SamsaError): void {
+    s.ahead = undefined;
     if (!err.retriable) throw err;
     if (needsMetadataRefresh(err.code)) this.cluster.invalidate(topic);
     s.retryAtMs = Date.now() + backoffMs(s.attempt++);
   }
+}
+
+/**
+ * The offset after the last of the whole batches filling `data` back to back, by their headers
+ * only; undefined when there are none or the framing does not add up (then nothing is fetched
+ * ahead: the answer's handling decides where the partition goes on).
+ */
+function answerEnd(data: Buffer): number | undefined {
+  let end: number | undefined;
+  for (let pos = 0; pos < data.length; ) {
+    if (data.length - pos < BATCH_HEADER_BYTES) return undefined;
+    const header = readBatchHeader(data, pos);
+    const size = batchSizeBytes(header);
+    if (size < BATCH_HEADER_BYTES || pos + size > data.length) return undefined;
+    end = lastOffsetOf(header) + 1;
+    pos += size;
+  }
+  return end;
 }

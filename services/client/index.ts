@@ -123,6 +123,7 @@ export {
 } from "./record-accumulator.js";
 export type {
   Bytes,
+  ConsumerBatch,
   ConsumerRecord,
   ProducerRecord,
   RecordHeader,

@@ -102,3 +102,15 @@ export function normalizeRecord(record: ProducerRecord, now: number): Normalized
     sizeBytes,
   };
 }
+
+/**
+ * The records of one stored batch, as {@link Consumer.consumeBatches} yields them: those at or
+ * after the consumer's position (never none), in offset order.
+ */
+export interface ConsumerBatch {
+  readonly topic: string;
+  readonly partition: number;
+  readonly records: readonly ConsumerRecord[];
+  /** The offset after the batch: the partition's position once the batch is consumed. */
+  readonly nextOffset: number;
+}
