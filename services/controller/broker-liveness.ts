@@ -10,9 +10,12 @@
  *
  * - another broker vanished within {@link BROKER_MASS_EXPIRY_WINDOW_MS} of it (leases expiring
  *   together: a single crashed broker does not wait, its lease already did), or
- * - this controller became active within the grace of it (a controller elected right after an
- *   outage, whose own lease expired with the brokers', gives them the time to re-register, like
- *   Kafka's controller gives brokers a fresh session when it takes over).
+ * - it vanished at most the grace before this controller became active (or within the window
+ *   after, while it loads its view): a controller elected right after an outage, whose own
+ *   lease expired with the brokers', gives them the time to re-register, like Kafka's
+ *   controller gives brokers a fresh session when it takes over. A broker that dies later, while
+ *   this controller watches, is failed over after its session as usual (the replication
+ *   benchmark's SIGKILL figure depends on it).
  *
  * A broker that registers again ends its grace; one that does not is dead when the grace ends
  * (`onGraceEnd` fires then, so that the elector sweeps again). Pure bookkeeping over
@@ -106,7 +109,11 @@ export class BrokerLiveness {
     for (const v of this.history) {
       if (v.id !== id && Math.abs(v.at - at) <= this.massWindowMs) return true;
     }
-    return this.activeSinceMs !== undefined && Math.abs(this.activeSinceMs - at) < this.graceMs;
+    // Vanished before this controller became active (or while it was still loading its view,
+    // within the window): it never saw the broker go. A broker that dies later while this
+    // controller watches is a dead broker like any other, failed over after its session.
+    const since = this.activeSinceMs;
+    return since !== undefined && at - since <= this.massWindowMs && since - at < this.graceMs;
   }
 
   private forgetExpired(now: number): void {

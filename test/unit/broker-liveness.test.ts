@@ -94,6 +94,17 @@ describe("BrokerLiveness", () => {
     liveness.close();
   });
 
+  it("a lone broker dying a few seconds after this controller's election gets no grace", () => {
+    const { liveness, advance } = setup();
+    liveness.observe([1, 2]);
+    liveness.becameActive();
+    advance(5_000);
+    liveness.observe([2]);
+    // The controller watched it die: failing it over must not wait (bench:replication's SIGKILL).
+    assert.deepEqual([...liveness.graced()], []);
+    liveness.close();
+  });
+
   it("calls onGraceEnd when a grace runs out", async () => {
     let ended = 0;
     const liveness = new BrokerLiveness({
