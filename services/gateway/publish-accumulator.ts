@@ -82,9 +82,18 @@ interface Contribution {
   readonly deadline: Deadline;
   readonly signal: AbortSignal;
   readonly resolve: (r: CallerResult) => void;
-  /** Set once it left the queue (sent or taken out). */
+  /** Set once it left the queue (sent, or cancelled: then skipped where it stands). */
   taken: boolean;
-  onAbort?: () => void;
+}
+
+/**
+ * The callers waiting with one signal, and the one listener on it. A stream's requests all
+ * share its signal: one listener per signal, not per request, keeps adding and removing
+ * listeners O(1) however many of them wait.
+ */
+interface SignalWatch {
+  readonly waiting: Set<Contribution>;
+  readonly onAbort: () => void;
 }
 
 interface PartitionQueue {
@@ -95,6 +104,7 @@ interface PartitionQueue {
 /** Coalesces appends per partition; see the module comment. */
 export class PublishAccumulator {
   private readonly queues = new Map<string, PartitionQueue>();
+  private readonly watches = new Map<AbortSignal, SignalWatch>();
 
   constructor(
     private readonly send: SendAppend,
@@ -124,17 +134,40 @@ export class PublishAccumulator {
         resolve(cancelled());
         return;
       }
-      c.onAbort = () => {
-        if (c.taken) return;
-        c.taken = true;
-        const i = queue.waiting.indexOf(c);
-        if (i >= 0) queue.waiting.splice(i, 1);
-        resolve(cancelled());
-      };
-      signal.addEventListener("abort", c.onAbort, { once: true });
+      this.watch(c);
       queue.waiting.push(c);
       if (!queue.busy) void this.drain(key, queue);
     });
+  }
+
+  /** Cancels `c` if its signal aborts while it waits. */
+  private watch(c: Contribution): void {
+    let w = this.watches.get(c.signal);
+    if (w === undefined) {
+      const waiting = new Set<Contribution>();
+      const onAbort = () => {
+        this.watches.delete(c.signal);
+        for (const x of waiting) {
+          x.taken = true; // skipped by takeGroup where it stands in its queue
+          x.resolve(cancelled());
+        }
+      };
+      w = { waiting, onAbort };
+      this.watches.set(c.signal, w);
+      c.signal.addEventListener("abort", onAbort, { once: true });
+    }
+    w.waiting.add(c);
+  }
+
+  /** `c` left its queue: its signal no longer cancels it. */
+  private unwatch(c: Contribution): void {
+    const w = this.watches.get(c.signal);
+    if (w === undefined) return;
+    w.waiting.delete(c);
+    if (w.waiting.size === 0) {
+      this.watches.delete(c.signal);
+      c.signal.removeEventListener("abort", w.onAbort);
+    }
   }
 
   /** Sends the partition's queued records, one coalesced append at a time, until none wait. */
@@ -160,6 +193,10 @@ export class PublishAccumulator {
     let records = 0;
     while (q.waiting.length > 0) {
       const c = q.waiting[0]!;
+      if (c.taken) {
+        q.waiting.shift(); // cancelled while it waited
+        continue;
+      }
       if (group.length > 0) {
         if (c.spec.acks !== group[0]!.spec.acks) break;
         if (bytes + c.bytes > COALESCED_APPEND_BYTES_MAX) break;
@@ -168,6 +205,7 @@ export class PublishAccumulator {
       }
       q.waiting.shift();
       c.taken = true;
+      this.unwatch(c);
       group.push(c);
       bytes += c.bytes;
       records += c.records.length;
@@ -205,10 +243,13 @@ export class PublishAccumulator {
     const spec = timeoutMs === first.spec.timeoutMs ? first.spec : { ...first.spec, timeoutMs };
     const deadline = group.length === 1 ? first.deadline : Deadline.at(atMs);
     this.onAppend(group.length);
+    const signal = allAborted(group);
     try {
-      return await this.send(spec, records, deadline, allAborted(group.map((c) => c.signal)));
+      return await this.send(spec, records, deadline, signal.signal);
     } catch (err) {
       return { baseOffset: "-1", ...errorResult(err) };
+    } finally {
+      signal.release();
     }
   }
 
@@ -218,7 +259,6 @@ export class PublishAccumulator {
     const ok = fromProtoErrorCode(answer.errorCode) === ErrorCode.NONE && base >= 0;
     let next = base;
     for (const c of group) {
-      if (c.onAbort !== undefined) c.signal.removeEventListener("abort", c.onAbort);
       c.resolve({
         baseOffset: ok ? String(next) : "-1",
         errorCode: answer.errorCode,
@@ -242,16 +282,28 @@ function cancelled(): CallerResult {
   };
 }
 
-/** A signal that aborts once every one of `signals` has (one caller alone: its own). */
-function allAborted(signals: readonly AbortSignal[]): AbortSignal {
-  if (signals.length === 1) return signals[0]!;
+/**
+ * A signal that aborts once every caller of `group` has gone away (callers of one stream share
+ * one signal: counted once), and `release` to stop listening when the append is done.
+ */
+function allAborted(group: readonly Contribution[]): { signal: AbortSignal; release: () => void } {
+  const distinct = new Set<AbortSignal>();
+  for (const c of group) distinct.add(c.signal);
+  if (distinct.size === 1) return { signal: group[0]!.signal, release: () => {} };
   const controller = new AbortController();
-  let left = signals.length;
-  for (const s of signals) {
+  let left = distinct.size;
+  const onAbort = () => {
+    if (--left === 0) controller.abort();
+  };
+  for (const s of distinct) {
     if (s.aborted) left--;
-    else
-      s.addEventListener("abort", () => --left === 0 && controller.abort(s.reason), { once: true });
+    else s.addEventListener("abort", onAbort, { once: true });
   }
   if (left === 0) controller.abort();
-  return controller.signal;
+  return {
+    signal: controller.signal,
+    release: () => {
+      for (const s of distinct) s.removeEventListener("abort", onAbort);
+    },
+  };
 }
