@@ -17,7 +17,7 @@
  * 5. The same with 1000 calls in flight.
  * 6. The gateway's `Publish`, one record per call, 1000 calls in flight (grpc-js client of the .proto).
  * 7. The gateway's `Consume` stream from the start (row 1's records).
- * 8. The gateway's streaming publish, when the proto has `PublishStream` (else NA).
+ * 8. The gateway's `PublishStream`, one record per request on one stream (grpc-js client of the .proto).
  * 9. 1,000 clients, each its own connection, one record at a time (Produce, one-record batches)
  *    over 6 partitions, run in several child processes (scripts/bench-clients-worker.ts) so that
  *    one client event loop is not what is measured.
@@ -36,6 +36,7 @@ import {
   clientSender,
   clientSource,
   gatewaySender,
+  gatewayStreamSender,
   gatewaySource,
   type ProducerResult,
   type RecordSender,
@@ -55,6 +56,7 @@ import {
   type ProcessHandle,
   startLocalCluster,
 } from "../services/local-cluster/local-cluster.js";
+import type { RecordSource } from "../services/cli/commands/perf-run.js";
 import {
   busyWarning,
   cpuMeter,
@@ -79,6 +81,8 @@ const RTT_CALLS = intOption("rtt-calls", "BENCH_RTT_CALLS", 10_000, 10);
 const INFLIGHT = intOption("inflight", "BENCH_INFLIGHT", 1000, 1);
 const INFLIGHT_CALLS = intOption("inflight-calls", "BENCH_INFLIGHT_CALLS", 200_000, 100);
 const GW_RECORDS = intOption("gw-records", "BENCH_GW_RECORDS", 200_000, 100);
+/** Records of the PublishStream row. */
+const GW_STREAM_RECORDS = intOption("gw-stream-records", "BENCH_GW_STREAM_RECORDS", 1_000_000, 100);
 const MANY_CLIENTS = intOption("clients", "BENCH_CLIENTS", 1000, 1);
 const MANY_PROCESSES = intOption("client-processes", "BENCH_CLIENT_PROCESSES", 4, 1);
 const MANY_MS = intOption("many-ms", "BENCH_MANY_MS", 15_000, 1000);
@@ -276,8 +280,27 @@ async function sdkRows(lc: LocalCluster, cluster: Cluster, admin: AdminClient): 
     );
     console.log(meter());
     figures.sdk_consume_s = fixed(r.recordsPerSec, 0);
+    // The batch-at-a-time iteration of the same records, for comparison (not in the machine line).
+    console.log(
+      `row 2b: Consumer.consumeBatches of the same records (a stored batch per step, the perf tool's per-record count)`,
+    );
+    const batchMeter = rowMeter(lc);
+    await runConsumerPerf(batchSource(consumer, topic), consumerRun(produced), indented);
+    console.log(batchMeter());
   }
   return produced;
+}
+
+/** `Consumer.consumeBatches` from the earliest offset, each record's value handed on. */
+function batchSource(consumer: Consumer, topic: string): RecordSource {
+  return {
+    run: async (onRecord, signal) => {
+      const options = { from: "earliest" as const, signal, startTimeoutMs: REQUEST_TIMEOUT_MS };
+      for await (const batch of consumer.consumeBatches(topic, options)) {
+        for (const r of batch.records) if (!onRecord(r.value)) return;
+      }
+    },
+  };
 }
 
 async function e2eRow(lc: LocalCluster, cluster: Cluster, admin: AdminClient): Promise<void> {
@@ -391,10 +414,18 @@ async function gatewayRows(
       figures.gw_consume_s = fixed(r.recordsPerSec, 0);
     }
     if (ROWS.includes(8)) {
-      const has = Object.hasOwn(gatewayService.definition, "PublishStream");
+      const topic = "bench-gw-stream";
+      await createTopic(admin, topic, 1);
+      await leaders(cluster, topic);
       console.log(
-        `row 8: gateway streaming publish: ${has ? "PublishStream is in the proto but this benchmark has no driver for it yet: NA" : "NA (the proto has no PublishStream yet)"}`,
+        `row 8: gateway PublishStream (${gwAddress}), one record per request on one stream from a grpc-js client of the .proto, acks=1, 1 partition; ${human(GW_STREAM_RECORDS)} records (≤ ${ROW_MS / 1000} s)`,
       );
+      const meter = rowMeter(lc);
+      const sender = gatewayStreamSender(gw, topic, 1, 0);
+      const r = await runProducerPerf(sender, producerRun(GW_STREAM_RECORDS, 0), indented);
+      console.log(meter());
+      if (r.failed > 0) console.log(`    ${failures(r)}`);
+      figures.gw_stream_s = fixed(r.recordsPerSec, 0);
     }
   } finally {
     gw.close();
