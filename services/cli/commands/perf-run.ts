@@ -17,6 +17,7 @@ import {
   type StartFrom,
   toProtoAcks,
 } from "../../client/index.js";
+import type { PublishResponse__Output } from "../../shared/generated/samsa/v1/PublishResponse.js";
 import { SpecialOffset } from "../../shared/generated/samsa/v1/SpecialOffset.js";
 import { fromServiceError } from "../../shared/grpc/errors.js";
 import type { GatewayServiceClient } from "../../shared/grpc/proto.js";
@@ -220,6 +221,58 @@ export function gatewaySender(
       return undefined;
     },
     flush: () => Promise.resolve(),
+  };
+}
+
+/**
+ * A gateway's `PublishStream`, one record per request on one stream, from a plain grpc-js
+ * client: the answers come in request order, so each completes the oldest request waiting; a
+ * write the stream cannot take yet (its buffer full: the gateway's flow control) waits for
+ * `drain`. `flush` ends the stream once every request is answered.
+ */
+export function gatewayStreamSender(
+  client: GatewayServiceClient,
+  topic: string,
+  acks: Acks,
+  partition?: number,
+): RecordSender {
+  const protoAcks = toProtoAcks(acks);
+  const call = client.PublishStream();
+  const waiting: ((err: Error | null) => void)[] = [];
+  let failure: Error | undefined;
+  let next = 0;
+  call.on("data", (res: PublishResponse__Output) => {
+    const r = res.results[0];
+    const code = Number(r?.errorCode ?? ErrorCode.UNKNOWN);
+    waiting.shift()?.(
+      code === 0 ? null : new SamsaError(code, r?.errorMessage || "publish failed"),
+    );
+  });
+  call.on("error", (err: grpc.ServiceError) => {
+    failure = fromServiceError(err);
+    for (const done of waiting.splice(0)) done(failure);
+  });
+  call.on("end", () => {
+    for (const done of waiting.splice(0)) done(new Error("the stream ended unanswered"));
+  });
+  return {
+    send: (value, done) => {
+      if (failure !== undefined) {
+        done(failure);
+        return undefined;
+      }
+      waiting.push(done);
+      const ok = call.write({
+        topic,
+        acks: protoAcks,
+        requestId: String(next++),
+        records: [{ value, partition }],
+      });
+      return ok ? undefined : new Promise<void>((resolve) => call.once("drain", resolve));
+    },
+    flush: async () => {
+      call.end();
+    },
   };
 }
 
