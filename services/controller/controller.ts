@@ -19,7 +19,6 @@ import { advertisedAddress, connectClusterEtcd } from "../shared/service-setup.j
 import { adminServiceHandlers } from "./admin-service.js";
 import { LeaderBalancer } from "./leader-balancer.js";
 import { brokerLifecycleHandlers } from "./controlled-shutdown.js";
-import { BROKER_REREGISTRATION_GRACE_MS, BrokerLiveness } from "./broker-liveness.js";
 import { LeaderElector } from "./leader-elector.js";
 import { notControllerError } from "./not-controller.js";
 import { PartitionReassigner } from "./partition-reassigner.js";
@@ -40,7 +39,6 @@ export class Controller {
   private closeAdmin: (() => void) | undefined;
   private balancer: LeaderBalancer | undefined;
   private reassigner: PartitionReassigner | undefined;
-  private liveness: BrokerLiveness | undefined;
   private stopping: Promise<void> | undefined;
   private boundPort = 0;
 
@@ -182,33 +180,11 @@ export class Controller {
         );
       },
     });
-    // Brokers vanishing together (etcd's return expiring every lease) get time to re-register.
-    const liveness = new BrokerLiveness({
-      onGraceEnd: () => {
-        const leadership = election.leadership;
-        if (leadership) elector.trigger(leadership);
-      },
-    });
-    this.liveness = liveness;
-    const observeBrokers = (): void => {
-      const before = liveness.graced();
-      liveness.observe(metadata.brokers().map((b) => b.id));
-      const graced = [...liveness.graced()].filter((id) => !before.has(id));
-      if (graced.length > 0) {
-        this.logger.warn("brokers vanished together: waiting for them to register again", {
-          brokers: graced,
-          graceMs: BROKER_REREGISTRATION_GRACE_MS,
-        });
-      }
-    };
-    observeBrokers();
-    metadata.onResync(observeBrokers);
     const elector = new LeaderElector({
       client: etcd,
       keys,
       metadata,
       logger: this.logger,
-      graced: () => liveness.graced(),
       uncleanAllowed: (topic) => {
         const record = metadata.topic(topic);
         const own = record && topicConfigOf(record).uncleanLeaderElectionEnable;
@@ -246,18 +222,15 @@ export class Controller {
       },
     });
     election.onElected((leadership) => {
-      liveness.becameActive();
       elections.inc();
       this.logger.info("became the active controller", { epoch: leadership.epoch });
       elector.trigger(leadership);
       this.reassigner?.trigger();
     });
-    election.onDeposed((_l, reason) => {
-      liveness.deposed();
-      this.logger.warn("no longer the active controller", { reason });
-    });
+    election.onDeposed((_l, reason) =>
+      this.logger.warn("no longer the active controller", { reason }),
+    );
     metadata.onChange((change) => {
-      if (change.kind === "broker") observeBrokers();
       const leadership = election.leadership;
       if (
         leadership &&
@@ -278,7 +251,6 @@ export class Controller {
   private async shutdown(): Promise<void> {
     await runShutdownSteps(this.logger, [
       ["balancer", () => this.balancer?.stop()],
-      ["liveness", async () => this.liveness?.close()],
       ["reassigner", () => this.reassigner?.stop()],
       ["election", () => this.election?.close()],
       ["grpc", () => this.server?.stop()],

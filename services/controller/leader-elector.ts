@@ -9,9 +9,7 @@
  * - leader alive: dead followers are removed from the ISR.
  *
  * A broker that lists the partition in its registration's `offlinePartitions` (its log dir
- * went offline: disk full, I/O error) counts as dead for that partition only. A broker whose
- * registration vanished in what looks like an etcd outage counts as alive for a grace period
- * (`broker-liveness.ts`), so that etcd's return does not move leaders by itself.
+ * went offline: disk full, I/O error) counts as dead for that partition only.
  *
  * Every change is a compare-and-swap on the partition's mod revision, fenced by the controller
  * epoch; a lost race re-reads and re-decides, a bounded number of times.
@@ -163,10 +161,6 @@ export interface LeaderElectorOptions {
   logger: Logger;
   /** Whether unclean election is allowed for a topic (topic config over cluster default). */
   uncleanAllowed: (topic: string) => boolean;
-  /**
-   * Brokers not registered that still count as alive (see `broker-liveness.ts`). Default none.
-   */
-  graced?: () => ReadonlySet<number>;
   /** Called with each leader change made. */
   onLeaderChange?: (topic: string, partition: number, state: PartitionState) => void;
 }
@@ -228,7 +222,6 @@ export class LeaderElector {
           .filter((b) => brokerServes(b, topic, partition))
           .map((b) => b.id),
       );
-      for (const id of this.options.graced?.() ?? []) live.add(id);
       const next = nextPartitionState(current.state, live, this.options.uncleanAllowed(topic));
       if (!next) return false;
       const res = await casPartitionState(client, keys, {

@@ -19,7 +19,7 @@ const REPLICAS = 3;
 const SESSION_MS = 3_000;
 /** Longer than the broker sessions (and the controllers' leases). */
 const PAUSE_MS = 10_000;
-/** How long after the resume the partitions are watched for changes, ms (past the grace). */
+/** How long after the resume the partitions are watched for changes, ms (past the re-registrations). */
 const WATCH_AFTER_MS = 15_000;
 const SETTLE_MS = 30_000;
 const CLUSTER_ID = "samsa";
@@ -73,7 +73,7 @@ describe("etcd loss: no partition churn when etcd returns", { timeout: 240_000 }
       await cluster.etcd.pause();
       await new Promise((res) => setTimeout(res, PAUSE_MS));
       await cluster.etcd.resume();
-      // Watch the partitions through the re-registrations and past the controller's grace.
+      // Watch the partitions through the re-registrations.
       const until = Date.now() + WATCH_AFTER_MS;
       while (Date.now() < until) {
         const now = await states().catch(() => undefined);
