@@ -113,13 +113,14 @@ export const SERVER_CONNECTIONS_MAX_DEFAULT = 4_096;
  * Default `max.concurrent.streams.per.connection`: HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS, the
  * calls (unary or streaming) one connection may have open at once.
  */
-export const SERVER_CONCURRENT_STREAMS_PER_CONNECTION_MAX_DEFAULT = 1_000;
+export const SERVER_CONCURRENT_STREAMS_PER_CONNECTION_MAX_DEFAULT = 2_000;
 /**
  * Default `max.inflight.requests.per.connection`: unary calls one connection may have in flight
  * (Kafka's `queued.max.requests` is 500 for a whole broker; ours bounds each client so that one
- * cannot take the whole server's share). Half of the streams, so streams stay possible past it.
+ * cannot take the whole server's share). Above the 1,000 calls in flight that a client of the
+ * gateway's Publish keeps (issue 10's workload), below the streams, so streams stay possible past it.
  */
-export const SERVER_INFLIGHT_REQUESTS_PER_CONNECTION_MAX_DEFAULT = 500;
+export const SERVER_INFLIGHT_REQUESTS_PER_CONNECTION_MAX_DEFAULT = 1_500;
 /** Default `max.inflight.requests`: unary calls one gRPC server has in flight, all connections. */
 export const SERVER_INFLIGHT_REQUESTS_MAX_DEFAULT = 10_000;
 /** Default `broker.session.timeout.ms` (the etcd lease TTL of a broker's registration). */

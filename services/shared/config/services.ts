@@ -62,9 +62,9 @@ export interface CommonConfig {
 export interface ServerLimits {
   /** `max.connections`. Default 4096. */
   readonly connectionsMax: number;
-  /** `max.concurrent.streams.per.connection`. Default 1000. */
+  /** `max.concurrent.streams.per.connection`. Default 2000. */
   readonly concurrentStreamsPerConnectionMax: number;
-  /** `max.inflight.requests.per.connection`. Default 500. */
+  /** `max.inflight.requests.per.connection`. Default 1,500. */
   readonly inflightRequestsPerConnectionMax: number;
   /** `max.inflight.requests`. Default 10000. */
   readonly inflightRequestsMax: number;
