@@ -241,27 +241,45 @@ export function wrapServerStream<Req, Res>(
     const scope = openScope(env, service, method, call);
     const { signal } = scope.ctx;
     const send = streamSender(call, signal);
-    void (async () => {
-      try {
-        if (call.request instanceof MalformedRequest) throw call.request.error(method);
-        const result = handler(call.request, call, send, scope.ctx);
-        if (isAsyncIterable(result)) {
-          for await (const message of result) await send(message);
-        } else {
-          await result;
-        }
-        // A handler that returns because the server is stopping did not finish the stream: the
-        // client must hear that (a retriable status), not a normal end.
-        if (signal.aborted && !call.cancelled) throw signal.reason;
-      } catch (err) {
-        const serviceError = scope.fail(err, call.cancelled);
-        if (serviceError !== undefined) call.emit("error", serviceError);
-        return;
+    runStream(scope, call, signal, async () => {
+      if (call.request instanceof MalformedRequest) throw call.request.error(method);
+      const result = handler(call.request, call, send, scope.ctx);
+      if (isAsyncIterable(result)) {
+        for await (const message of result) await send(message);
+      } else {
+        await result;
       }
-      scope.finish(call.cancelled ? RPC_CODE_CANCELLED : ErrorCode[ErrorCode.NONE]);
-      if (!call.cancelled) call.end();
-    })();
+    });
   };
+}
+
+/**
+ * Runs a stream handler's `body` and ends the stream once, by its outcome: an error status for
+ * a failure, a normal end otherwise. A handler that returns because the server is stopping did
+ * not finish the stream: the client must hear that (a retriable status), not a normal end.
+ */
+function runStream(
+  scope: CallScope,
+  call: {
+    readonly cancelled: boolean;
+    emit(event: "error", err: unknown): unknown;
+    end(): unknown;
+  },
+  signal: AbortSignal,
+  body: () => Promise<void>,
+): void {
+  void (async () => {
+    try {
+      await body();
+      if (signal.aborted && !call.cancelled) throw signal.reason;
+    } catch (err) {
+      const serviceError = scope.fail(err, call.cancelled);
+      if (serviceError !== undefined) call.emit("error", serviceError);
+      return;
+    }
+    scope.finish(call.cancelled ? RPC_CODE_CANCELLED : ErrorCode[ErrorCode.NONE]);
+    if (!call.cancelled) call.end();
+  })();
 }
 
 /**
@@ -325,22 +343,11 @@ export function wrapBidiStream<Req, Res>(
     const scope = openScope(env, service, method, call as unknown as CallLike);
     const { signal } = scope.ctx;
     const send = streamSender(call as unknown as grpc.ServerWritableStream<unknown, Res>, signal);
-    void (async () => {
-      try {
-        // Not `for await (… of call)`: that destroys the stream when the requests end, and with
-        // it the answers still to be written.
-        const requests = call.iterator({ destroyOnReturn: false }) as AsyncIterable<
-          Req | MalformedRequest
-        >;
-        await handler(requests, call, send, scope.ctx);
-        if (signal.aborted && !call.cancelled) throw signal.reason;
-      } catch (err) {
-        const serviceError = scope.fail(err, call.cancelled);
-        if (serviceError !== undefined) call.emit("error", serviceError);
-        return;
-      }
-      scope.finish(call.cancelled ? RPC_CODE_CANCELLED : ErrorCode[ErrorCode.NONE]);
-      if (!call.cancelled) call.end();
-    })();
+    // Not `for await (… of call)`: that destroys the stream when the requests end, and with it
+    // the answers still to be written.
+    const requests = call.iterator({ destroyOnReturn: false }) as AsyncIterable<
+      Req | MalformedRequest
+    >;
+    runStream(scope, call, signal, () => handler(requests, call, send, scope.ctx));
   };
 }
