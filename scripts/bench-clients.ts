@@ -77,6 +77,15 @@ const WARMUP_RECORDS = intOption("warmup", "BENCH_WARMUP", 50_000, 0);
 const ROW_MS = intOption("row-ms", "BENCH_ROW_MS", 30_000, 1000);
 const E2E_RATE = intOption("e2e-rate", "BENCH_E2E_RATE", 2000, 1);
 const E2E_RECORDS = intOption("e2e-records", "BENCH_E2E_RECORDS", 20_000, 100);
+/** Row 7's `max_records_per_message`. */
+const GW_RECORDS_PER_MESSAGE = intOption(
+  "gw-records-per-message",
+  "BENCH_GW_RECORDS_PER_MESSAGE",
+  1000,
+  1,
+);
+/** Records of row 7b (one record per message), fewer than row 7's: it is some 15 times slower. */
+const GW_SINGLE_RECORDS = 200_000;
 const RTT_CALLS = intOption("rtt-calls", "BENCH_RTT_CALLS", 10_000, 10);
 const INFLIGHT = intOption("inflight", "BENCH_INFLIGHT", 1000, 1);
 const INFLIGHT_CALLS = intOption("inflight-calls", "BENCH_INFLIGHT_CALLS", 200_000, 100);
@@ -402,16 +411,27 @@ async function gatewayRows(
     }
     if (ROWS.includes(7) && sdkRecords > 0) {
       console.log(
-        `row 7: gateway Consume stream of row 1's topic from the start, one partition: ${human(sdkRecords)} records (≤ ${ROW_MS / 1000} s)`,
+        `row 7: gateway Consume stream of row 1's topic from the start, one partition, max_records_per_message ${GW_RECORDS_PER_MESSAGE}: ${human(sdkRecords)} records (≤ ${ROW_MS / 1000} s)`,
       );
       const meter = rowMeter(lc);
       const r = await runConsumerPerf(
-        gatewaySource(gw, "bench-sdk", "earliest", sdkRecords, 0),
+        gatewaySource(gw, "bench-sdk", "earliest", sdkRecords, 0, GW_RECORDS_PER_MESSAGE),
         consumerRun(sdkRecords),
         indented,
       );
       console.log(meter());
       figures.gw_consume_s = fixed(r.recordsPerSec, 0);
+      const single = Math.min(sdkRecords, GW_SINGLE_RECORDS);
+      console.log(
+        `row 7b: the same with one record per message (max_records_per_message unset, the single-record fields): ${human(single)} records (≤ ${ROW_MS / 1000} s)`,
+      );
+      const meterB = rowMeter(lc);
+      await runConsumerPerf(
+        gatewaySource(gw, "bench-sdk", "earliest", single, 0, 1),
+        consumerRun(single),
+        indented,
+      );
+      console.log(meterB());
     }
     if (ROWS.includes(8)) {
       const topic = "bench-gw-stream";

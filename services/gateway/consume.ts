@@ -16,6 +16,7 @@ import {
 } from "../shared/protocol-limits.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import type { ConsumeRequest__Output } from "../shared/generated/samsa/v1/ConsumeRequest.js";
+import type { ConsumeRecord } from "../shared/generated/samsa/v1/ConsumeRecord.js";
 import type { ConsumeResponse } from "../shared/generated/samsa/v1/ConsumeResponse.js";
 import { IsolationLevel } from "../shared/generated/samsa/v1/IsolationLevel.js";
 import { SpecialOffset } from "../shared/generated/samsa/v1/SpecialOffset.js";
@@ -54,6 +55,12 @@ export const CONSUME_SUBSCRIBE_BYTES_MAX = 64 * 1024;
  * stream; proxied Fetch answers larger than it wait for a WINDOW_UPDATE every this many bytes.
  */
 export const GATEWAY_BROKER_FLOW_CONTROL_WINDOW_BYTES = 256 * 1024;
+/**
+ * `max_records_per_message` of a Consume at most. A message holds the records of one Subscribe
+ * message at most ({@link CONSUME_SUBSCRIBE_BYTES_MAX} and the batch that crosses it), so its
+ * size is bounded by that, whatever the count.
+ */
+export const CONSUME_RECORDS_PER_MESSAGE_MAX = 10_000;
 
 /** What the streams need. */
 export interface StreamDeps {
@@ -79,7 +86,11 @@ export async function subscribe(
     await send(message, message.records.length);
 }
 
-/** Consume: decoded records of one or every partition, until `max_messages` or cancelled. */
+/**
+ * Consume: decoded records of one or every partition, until `max_messages` records or cancelled;
+ * one record per message, or with `max_records_per_message` > 1 up to that many records of one
+ * partition per message (what one Subscribe message brought, never waiting for more).
+ */
 export async function consume(
   request: ConsumeRequest__Output,
   deps: StreamDeps,
@@ -89,6 +100,13 @@ export async function consume(
   const { topic } = request;
   validateTopicName(topic);
   checkTopicPartition(topic, request.partition ?? 0);
+  const perMessage = request.maxRecordsPerMessage;
+  if (perMessage > CONSUME_RECORDS_PER_MESSAGE_MAX) {
+    throw new SamsaError(
+      ErrorCode.INVALID_REQUEST,
+      `max_records_per_message ${perMessage} exceeds the limit of ${CONSUME_RECORDS_PER_MESSAGE_MAX}`,
+    );
+  }
   const deadline = new Deadline(STREAM_START_TIMEOUT_MS);
   const count = (await deps.routing.topic(topic, deadline, signal)).partitions;
   const partitions =
@@ -96,27 +114,69 @@ export async function consume(
   const offsets = await startOffsets(deps, topic, partitions, request, "Consume", signal);
   const stop = new AbortController();
   const inner = AbortSignal.any([signal, stop.signal]);
-  const sources = partitions.map((partition, i) =>
-    partitionRecords(
-      deps.routing,
-      { topic, partition, offset: offsets[i]!, maxBytes: CONSUME_SUBSCRIBE_BYTES_MAX },
-      inner,
-    ),
-  );
-  // One partition needs no merge (a Promise.race per Subscribe message saved).
-  const messages = sources.length === 1 ? sources[0]! : merge(sources, stop);
-  let sent = 0;
+  const follow = (partition: number, i: number): FollowSpec => ({
+    topic,
+    partition,
+    offset: offsets[i]!,
+    maxBytes: CONSUME_SUBSCRIBE_BYTES_MAX,
+  });
+  const limit = request.maxMessages;
   try {
-    for await (const records of messages) {
-      for (const record of records) {
-        await send(record, (record.key?.length ?? 0) + (record.value?.length ?? 0));
-        sent++;
-        if (request.maxMessages > 0 && sent >= request.maxMessages) return;
+    if (perMessage <= 1) {
+      const sources = partitions.map((partition, i) =>
+        partitionRecords(
+          deps.routing,
+          follow(partition, i),
+          responseFactory(topic, partition),
+          inner,
+        ),
+      );
+      let sent = 0;
+      for await (const { records } of mergeOrOne(sources, stop)) {
+        for (const record of records) {
+          await send(record, recordBytes(record));
+          sent++;
+          if (limit > 0 && sent >= limit) return;
+        }
+      }
+      return;
+    }
+    const sources = partitions.map((partition, i) =>
+      partitionRecords(deps.routing, follow(partition, i), makeConsumeRecord, inner),
+    );
+    let sent = 0;
+    for await (const { partition, records } of mergeOrOne(sources, stop)) {
+      for (let from = 0; from < records.length; ) {
+        let to = Math.min(records.length, from + perMessage);
+        if (limit > 0) to = Math.min(to, from + limit - sent);
+        const chunk = from === 0 && to === records.length ? records : records.slice(from, to);
+        let bytes = 0;
+        for (const r of chunk) bytes += recordBytes(r);
+        await send({ topic, partition, headers: NO_HEADERS, records: chunk }, bytes);
+        sent += chunk.length;
+        if (limit > 0 && sent >= limit) return;
+        from = to;
       }
     }
   } finally {
     stop.abort();
   }
+}
+
+/** Key and value bytes of a record, for the send buffer's bound. */
+function recordBytes(record: { key?: unknown; value?: unknown }): number {
+  return (
+    ((record.key as Buffer | undefined)?.length ?? 0) +
+    ((record.value as Buffer | undefined)?.length ?? 0)
+  );
+}
+
+/** The merge of the sources; one source needs none (a Promise.race per message saved). */
+function mergeOrOne<T>(
+  sources: AsyncGenerator<T, void, undefined>[],
+  stop: AbortController,
+): AsyncGenerator<T, void, undefined> {
+  return sources.length === 1 ? sources[0]! : merge(sources, stop);
 }
 
 /** Where one partition is followed from. */
@@ -180,44 +240,76 @@ export async function* followPartition(
 /** Header list of the records without headers (most): one shared array, not one per record. */
 const NO_HEADERS: RecordHeader[] = [];
 
+/** A record's headers as the proto has them (a null header value as empty bytes). */
+function protoHeaders(headers: readonly { key: string; value: Buffer | null }[]): RecordHeader[] {
+  return headers.length === 0
+    ? NO_HEADERS
+    : headers.map((h) => ({ key: h.key, value: h.value ?? Buffer.alloc(0) }));
+}
+
 /**
- * One partition's records from `spec.offset` on, decoded, each once, as one array per
- * Subscribe message (at most {@link CONSUME_SUBSCRIBE_BYTES_MAX} of records and the batch that
- * crosses it): the async steps (the follow, the merge) are paid per message, not per record.
- * Offsets and timestamps are numbers (exact below 2^53), which protobufjs encodes without
- * parsing a string into a Long.
+ * One-record messages of a partition. Every record the same shape (unset key or value as
+ * undefined, which protobufjs skips).
  */
-async function* partitionRecords(
-  routing: Routing,
-  spec: FollowSpec,
-  signal: AbortSignal,
-): AsyncGenerator<ConsumeResponse[], void, undefined> {
-  const { topic, partition } = spec;
-  // Every record the same shape (unset key or value as undefined, which protobufjs skips).
-  const make: RecordFactory<ConsumeResponse> = (offset, timestamp, key, value, headers) => ({
+function responseFactory(topic: string, partition: number): RecordFactory<ConsumeResponse> {
+  return (offset, timestamp, key, value, headers) => ({
     topic,
     partition,
     offset,
     timestamp,
     key: key ?? undefined,
     value: value ?? undefined,
-    headers:
-      headers.length === 0
-        ? NO_HEADERS
-        : headers.map((h) => ({ key: h.key, value: h.value ?? Buffer.alloc(0) })),
+    headers: protoHeaders(headers),
   });
+}
+
+/** A record of a several-record message. */
+const makeConsumeRecord: RecordFactory<ConsumeRecord> = (
+  offset,
+  timestamp,
+  key,
+  value,
+  headers,
+) => ({
+  offset,
+  timestamp,
+  key: key ?? undefined,
+  value: value ?? undefined,
+  headers: protoHeaders(headers),
+});
+
+/** The records one Subscribe message of a partition brought. */
+interface PartitionChunk<T> {
+  readonly partition: number;
+  readonly records: T[];
+}
+
+/**
+ * One partition's records from `spec.offset` on, decoded by `make`, each once, as one array per
+ * Subscribe message (at most {@link CONSUME_SUBSCRIBE_BYTES_MAX} of records and the batch that
+ * crosses it): the async steps (the follow, the merge) are paid per message, not per record.
+ * Offsets and timestamps are numbers (exact below 2^53), which protobufjs encodes without
+ * parsing a string into a Long.
+ */
+async function* partitionRecords<T extends { offset?: unknown }>(
+  routing: Routing,
+  spec: FollowSpec,
+  make: RecordFactory<T>,
+  signal: AbortSignal,
+): AsyncGenerator<PartitionChunk<T>, void, undefined> {
+  const { partition } = spec;
   // A batch may start before the position (the first one read, or after a resume).
   let position = spec.offset;
   for await (const message of followPartition(routing, spec, "Consume", signal)) {
     const data = message.records;
-    const out: ConsumeResponse[] = [];
+    const out: T[] = [];
     for (let pos = 0; pos < data.length; ) {
       const batch = decodeBatchWith(data, pos, make, position);
       pos += batchSizeBytes(batch.header);
       for (const r of batch.records) out.push(r);
       if (batch.records.length > 0) position = Number(out[out.length - 1]!.offset) + 1;
     }
-    if (out.length > 0) yield out;
+    if (out.length > 0) yield { partition, records: out };
   }
 }
 

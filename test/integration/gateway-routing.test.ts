@@ -13,7 +13,8 @@ import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { LocalCluster, ProcessHandle } from "../../services/local-cluster/local-cluster.js";
-import { ErrorCode } from "../../services/shared/errors.js";
+import { ErrorCode, isSamsaError } from "../../services/shared/errors.js";
+import { CONSUME_RECORDS_PER_MESSAGE_MAX } from "../../services/gateway/consume.js";
 import type { ConsumeResponse__Output } from "../../services/shared/generated/samsa/v1/ConsumeResponse.js";
 import type { FetchRequest } from "../../services/shared/generated/samsa/v1/FetchRequest.js";
 import type { GatewayServiceClient } from "../../services/shared/generated/samsa/v1/GatewayService.js";
@@ -342,6 +343,89 @@ describe("gateway: routing", { timeout: 60_000 }, () => {
         [1, "1"],
         [1, "2"],
       ],
+    );
+  });
+
+  test("Consume with max_records_per_message sends each partition's records several to a message, max_messages counting records", async () => {
+    const { name } = await newTopic("grouped");
+    // Three Publish calls: each partition gets three batches, so messages cross batch borders.
+    const sent = new Map<number, string[]>([0, 1, 2].map((p) => [p, []]));
+    for (let call = 0; call < 3; call++) {
+      const records: PublishRecord[] = Array.from({ length: 30 }, (_, i) => ({
+        value: Buffer.from(`c${call}-r${i}`),
+        partition: i % PARTITIONS,
+        ...(i === 3
+          ? { key: Buffer.from("k"), headers: [{ key: "h", value: Buffer.from("v") }] }
+          : {}),
+      }));
+      const res = await unary(
+        gateway,
+        "Publish",
+        { topic: name, records },
+        { deadlineMs: CALL_DEADLINE_MS },
+      );
+      for (const r of res.results) assert.equal(r.errorCode, 0, r.errorMessage);
+      for (const r of records) sent.get(r.partition!)!.push(r.value!.toString());
+    }
+    const PER_MESSAGE = 7;
+    const LIMIT = 80; // of the 90 records: the stream ends inside a message's worth
+    const request = {
+      topic: name,
+      special: SpecialOffset.SPECIAL_OFFSET_EARLIEST,
+      maxMessages: LIMIT,
+      maxRecordsPerMessage: PER_MESSAGE,
+    };
+    const got = new Map<number, { offset: number; value: string; key?: string; headers: number }[]>(
+      [0, 1, 2].map((p) => [p, []]),
+    );
+    let messages = 0;
+    for await (const m of stream(gateway, "Consume", request, { deadlineMs: CALL_DEADLINE_MS })) {
+      messages++;
+      assert.equal(m.topic, name);
+      assert.ok(
+        m.records.length >= 1 && m.records.length <= PER_MESSAGE,
+        `${m.records.length} records in a message`,
+      );
+      assert.equal(m.value, undefined, "the single-record value is unset");
+      for (const r of m.records)
+        got.get(m.partition)!.push({
+          offset: Number(r.offset),
+          value: r.value!.toString(),
+          key: r.key?.toString(),
+          headers: r.headers.length,
+        });
+    }
+    const total = [...got.values()].reduce((n, rs) => n + rs.length, 0);
+    assert.equal(total, LIMIT, "the stream ends after max_messages records");
+    assert.ok(
+      messages >= Math.ceil(LIMIT / PER_MESSAGE) && messages < LIMIT,
+      `${messages} messages`,
+    );
+    for (const [p, rs] of got) {
+      assert.deepEqual(
+        rs.map((r) => r.offset),
+        [...rs.keys()],
+        `partition ${p}: offsets in order from 0`,
+      );
+      assert.deepEqual(
+        rs.map((r) => r.value),
+        sent.get(p)!.slice(0, rs.length),
+        `partition ${p}: values`,
+      );
+    }
+    const keyed = got.get(0)!.find((r) => r.key !== undefined);
+    assert.deepEqual(keyed && { key: keyed.key, headers: keyed.headers }, { key: "k", headers: 1 });
+
+    const tooMany = { ...request, maxRecordsPerMessage: CONSUME_RECORDS_PER_MESSAGE_MAX + 1 };
+    await assert.rejects(
+      async () => {
+        for await (const _ of stream(gateway, "Consume", tooMany, {
+          deadlineMs: CALL_DEADLINE_MS,
+        })) {
+          // nothing is sent
+        }
+      },
+      (err) => isSamsaError(err, ErrorCode.INVALID_REQUEST),
     );
   });
 

@@ -17,6 +17,7 @@ import {
   type StartFrom,
   toProtoAcks,
 } from "../../client/index.js";
+import type { ConsumeResponse__Output } from "../../shared/generated/samsa/v1/ConsumeResponse.js";
 import type { PublishResponse__Output } from "../../shared/generated/samsa/v1/PublishResponse.js";
 import { SpecialOffset } from "../../shared/generated/samsa/v1/SpecialOffset.js";
 import { fromServiceError } from "../../shared/grpc/errors.js";
@@ -425,13 +426,18 @@ export function clientSource(
   };
 }
 
-/** A gateway's `Consume` stream (decoded records as messages), from a plain grpc-js client. */
+/**
+ * A gateway's `Consume` stream (decoded records as messages), from a plain grpc-js client; with
+ * `recordsPerMessage` > 1 it asks for up to that many records per message
+ * (`max_records_per_message`).
+ */
 export function gatewaySource(
   client: GatewayServiceClient,
   topic: string,
   from: StartFrom,
   messages: number,
   partition?: number,
+  recordsPerMessage = 1,
 ): RecordSource {
   const start =
     from === "earliest"
@@ -444,7 +450,13 @@ export function gatewaySource(
   return {
     run: (onRecord, signal) =>
       new Promise<void>((resolve, reject) => {
-        const call = client.Consume({ topic, partition, maxMessages: messages, ...start });
+        const call = client.Consume({
+          topic,
+          partition,
+          maxMessages: messages,
+          maxRecordsPerMessage: recordsPerMessage,
+          ...start,
+        });
         let ended = false;
         const end = (err?: unknown): void => {
           if (ended) return;
@@ -456,8 +468,18 @@ export function gatewaySource(
         };
         const onAbort = (): void => end();
         signal.addEventListener("abort", onAbort, { once: true });
-        call.on("data", (m: { value?: Buffer | null }) => {
-          if (!ended && !onRecord(m.value ?? null)) end();
+        call.on("data", (m: ConsumeResponse__Output) => {
+          if (ended) return;
+          if (recordsPerMessage <= 1) {
+            if (!onRecord(m.value ?? null)) end();
+            return;
+          }
+          for (const r of m.records) {
+            if (!onRecord(r.value ?? null)) {
+              end();
+              return;
+            }
+          }
         });
         call.on("end", () => end());
         call.on("error", (err: grpc.ServiceError) => {

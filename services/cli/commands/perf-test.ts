@@ -45,6 +45,11 @@ export const PERF_CONCURRENCY_DEFAULT = 1000;
 export const PERF_MAX_DURATION_MS_DEFAULT = 600_000;
 /** Default time a consumer waits for the next record before it ends, ms (Kafka's `--timeout`). */
 export const PERF_CONSUMER_IDLE_TIMEOUT_MS_DEFAULT = 10_000;
+/**
+ * Records per Consume message by default with `--through-gateway` (`max_records_per_message`):
+ * the gateway then fills each message with what one broker read brought, up to this many.
+ */
+export const PERF_GATEWAY_RECORDS_PER_MESSAGE_DEFAULT = 1000;
 
 interface PerfCommon extends GlobalOptions {
   topic: string;
@@ -72,6 +77,7 @@ interface ConsumerPerfOptions extends PerfCommon {
   from: StartFrom;
   timeoutMs: number;
   endToEnd?: boolean;
+  recordsPerMessage: number;
 }
 
 /** Commander parser of `--throughput`: -1 (unthrottled) or a positive rate. */
@@ -145,6 +151,12 @@ export function addPerfTestCommand(program: Command, ctx: CliContext): void {
       PERF_CONSUMER_IDLE_TIMEOUT_MS_DEFAULT,
     )
     .option("--end-to-end", "report the latency from the values' send times (--stamp-values)")
+    .option(
+      "--records-per-message <n>",
+      "with --through-gateway: records per Consume message at most (max_records_per_message; 1 = one record per message)",
+      intAtLeast(1),
+      PERF_GATEWAY_RECORDS_PER_MESSAGE_DEFAULT,
+    )
     .action(async (_opts: object, cmd: Command) => {
       await consumerPerf(ctx, cmd.optsWithGlobals<ConsumerPerfOptions>());
     });
@@ -238,7 +250,7 @@ async function consumerPerf(ctx: CliContext, o: ConsumerPerfOptions): Promise<vo
   if (o.throughGateway) {
     result = await withGateway(ctx, o, (client) =>
       runConsumerPerf(
-        gatewaySource(client, o.topic, o.from, o.messages, o.partition),
+        gatewaySource(client, o.topic, o.from, o.messages, o.partition, o.recordsPerMessage),
         run,
         ctx.stdout,
         ctx.signal,
