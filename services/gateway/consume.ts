@@ -16,14 +16,13 @@ import {
 } from "../shared/protocol-limits.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
 import type { ConsumeRequest__Output } from "../shared/generated/samsa/v1/ConsumeRequest.js";
-import type { ConsumeRecord } from "../shared/generated/samsa/v1/ConsumeRecord.js";
 import type { ConsumeResponse } from "../shared/generated/samsa/v1/ConsumeResponse.js";
 import { IsolationLevel } from "../shared/generated/samsa/v1/IsolationLevel.js";
 import { SpecialOffset } from "../shared/generated/samsa/v1/SpecialOffset.js";
 import type { SubscribeRequest__Output } from "../shared/generated/samsa/v1/SubscribeRequest.js";
 import type { SubscribeResponse__Output } from "../shared/generated/samsa/v1/SubscribeResponse.js";
 import { STREAM_READ_AHEAD_MESSAGES, stream } from "../shared/grpc/client.js";
-import type { StreamSend } from "../shared/grpc/handlers.js";
+import { PreEncoded, type StreamSend } from "../shared/grpc/handlers.js";
 import { fromProtoErrorCode } from "../shared/grpc/errors.js";
 import type { RecordHeader } from "../shared/generated/samsa/v1/RecordHeader.js";
 import { decodeBatchWith } from "../shared/record-batch/builder.js";
@@ -31,6 +30,12 @@ import { batchSizeBytes } from "../shared/record-batch/header.js";
 import type { RecordFactory } from "../shared/record-batch/records.js";
 import { checkTopicPartition, parseInt64 } from "../shared/request-parsing.js";
 import { validateTopicName } from "../shared/topic-name.js";
+import {
+  type EncodedRecords,
+  encodeConsumeMessage,
+  encodeConsumePrefix,
+  encodeConsumeRecords,
+} from "./consume-encoding.js";
 import type { Router } from "./router.js";
 import { type Attempt, asSamsaError, type Routing } from "./routing.js";
 
@@ -142,18 +147,23 @@ export async function consume(
       return;
     }
     const sources = partitions.map((partition, i) =>
-      partitionRecords(deps.routing, follow(partition, i), makeConsumeRecord, inner),
+      partitionEncoded(deps.routing, follow(partition, i), inner),
     );
+    const prefixes = new Map<number, Buffer>();
     let sent = 0;
     for await (const { partition, records } of mergeOrOne(sources, stop)) {
-      for (let from = 0; from < records.length; ) {
-        let to = Math.min(records.length, from + perMessage);
+      let prefix = prefixes.get(partition);
+      if (prefix === undefined) {
+        prefix = encodeConsumePrefix(topic, partition);
+        prefixes.set(partition, prefix);
+      }
+      const count = records.ends.length;
+      for (let from = 0; from < count; ) {
+        let to = Math.min(count, from + perMessage);
         if (limit > 0) to = Math.min(to, from + limit - sent);
-        const chunk = from === 0 && to === records.length ? records : records.slice(from, to);
-        let bytes = 0;
-        for (const r of chunk) bytes += recordBytes(r);
-        await send({ topic, partition, headers: NO_HEADERS, records: chunk }, bytes);
-        sent += chunk.length;
+        const message = encodeConsumeMessage(prefix, records, from, to);
+        await send(new PreEncoded<ConsumeResponse>(message), message.length);
+        sent += to - from;
         if (limit > 0 && sent >= limit) return;
         from = to;
       }
@@ -263,25 +273,29 @@ function responseFactory(topic: string, partition: number): RecordFactory<Consum
   });
 }
 
-/** A record of a several-record message. */
-const makeConsumeRecord: RecordFactory<ConsumeRecord> = (
-  offset,
-  timestamp,
-  key,
-  value,
-  headers,
-) => ({
-  offset,
-  timestamp,
-  key: key ?? undefined,
-  value: value ?? undefined,
-  headers: protoHeaders(headers),
-});
-
 /** The records one Subscribe message of a partition brought. */
-interface PartitionChunk<T> {
+interface PartitionChunk<R> {
   readonly partition: number;
-  readonly records: T[];
+  readonly records: R;
+}
+
+/**
+ * One partition's records from `spec.offset` on as `ConsumeRecord` entries in their encoding,
+ * one run per Subscribe message (see {@link encodeConsumeRecords}).
+ */
+async function* partitionEncoded(
+  routing: Routing,
+  spec: FollowSpec,
+  signal: AbortSignal,
+): AsyncGenerator<PartitionChunk<EncodedRecords>, void, undefined> {
+  const { partition } = spec;
+  let position = spec.offset;
+  for await (const message of followPartition(routing, spec, "Consume", signal)) {
+    const records = encodeConsumeRecords(message.records, position);
+    if (records.ends.length === 0) continue;
+    position = records.lastOffset + 1;
+    yield { partition, records };
+  }
 }
 
 /**
@@ -296,7 +310,7 @@ async function* partitionRecords<T extends { offset?: unknown }>(
   spec: FollowSpec,
   make: RecordFactory<T>,
   signal: AbortSignal,
-): AsyncGenerator<PartitionChunk<T>, void, undefined> {
+): AsyncGenerator<PartitionChunk<T[]>, void, undefined> {
   const { partition } = spec;
   // A batch may start before the position (the first one read, or after a resume).
   let position = spec.offset;

@@ -37,7 +37,17 @@ export type UnaryHandler<Req, Res> = (
  * `bytes` is the message's payload size (e.g. its record bytes), counted against the byte bound;
  * 0 (the default) counts the message against the message bound only.
  */
-export type StreamSend<Res> = (message: Res, bytes?: number) => Promise<void>;
+export type StreamSend<Res> = (message: Res | PreEncoded<Res>, bytes?: number) => Promise<void>;
+
+/**
+ * A response message already in its protobuf encoding: the server sends its bytes as they are
+ * (the service definitions' serializers pass it through), for hot paths that write the wire
+ * format straight from record batches. `Res` only types it.
+ */
+export class PreEncoded<Res> {
+  declare readonly messageType?: Res;
+  constructor(readonly bytes: Buffer) {}
+}
 
 /**
  * A server-streaming handler: either `await send(message, bytes)` for each message and resolve
@@ -305,7 +315,8 @@ function streamSender<Res>(
   return async (message, bytes = 0) => {
     if (signal.aborted) throw signal.reason;
     outstandingBytes += bytes;
-    call.write(message, () => {
+    // A PreEncoded message reaches the definition's serializer, which passes its bytes through.
+    call.write(message as Res, () => {
       outstandingBytes -= bytes;
       notify();
     });

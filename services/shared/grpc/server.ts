@@ -23,6 +23,7 @@ import {
   type WrapEnv,
   wrapBidiStream,
   wrapServerStream,
+  PreEncoded,
   wrapUnary,
 } from "./handlers.js";
 import {
@@ -203,14 +204,18 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
  * message become a {@link MalformedRequest} instead of a throw. grpc-js answers a throwing
  * deserializer with INTERNAL ("Error deserializing request"), which would make a client's bad
  * bytes look like a server bug; the handler wrappers answer a MalformedRequest with
- * INVALID_REQUEST (gRPC INVALID_ARGUMENT) instead, counted and logged like any other.
+ * INVALID_REQUEST (gRPC INVALID_ARGUMENT) instead, counted and logged like any other. Response
+ * serializers pass a {@link PreEncoded} message's bytes through.
  */
 function guardDeserializers(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const guarded: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const [method, d] of Object.entries(definition)) {
     const deserialize = d.requestDeserialize;
+    const serialize = d.responseSerialize;
     guarded[method] = {
       ...d,
+      responseSerialize: (value: unknown) =>
+        value instanceof PreEncoded ? value.bytes : serialize(value),
       requestDeserialize: (bytes: Buffer) => {
         try {
           return deserialize(bytes);
