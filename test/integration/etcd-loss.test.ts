@@ -10,14 +10,32 @@
  *   works again, and the controller epoch moves at most once (one re-election), not in a storm
  *   of campaigns;
  * - the oracle holds: every acknowledged record is read back once, in order, at its offset.
+ *
+ * A second case pauses etcd again for the gateway's group calls (docs/operations.md, "Without
+ * etcd"): ListGroups, DescribeGroups, CommitOffsets and a join (ConsumerGroupHeartbeat) answer
+ * COORDINATOR_NOT_AVAILABLE within their deadlines (DescribeGroups as the group's error code;
+ * the gateway that coordinates a group answers its description from memory until it knows its
+ * lease lost), and all of them work again once etcd resumes.
  */
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
 import type { LocalCluster } from "../../services/local-cluster/local-cluster.js";
 import { ErrorCode, isSamsaError } from "../../services/shared/errors.js";
-import { unary } from "../../services/shared/grpc/client.js";
-import { Clients, createTopics, startTestCluster, uniqueTopic } from "./cluster-helpers.js";
+import type { GroupServiceClient } from "../../services/shared/generated/samsa/v1/GroupService.js";
+import { createClient, unary } from "../../services/shared/grpc/client.js";
+import { fromProtoErrorCode } from "../../services/shared/grpc/errors.js";
+import { groupService } from "../../services/shared/grpc/proto.js";
+import { waitFor } from "../support/wait-for.js";
+import {
+  Clients,
+  createTopic,
+  createTopics,
+  expectCallError,
+  startTestCluster,
+  uniqueTopic,
+} from "./cluster-helpers.js";
+import { GROUP_GATEWAY_ARGS } from "./groups-helpers.js";
 import {
   checkOracle,
   OracleProducer,
@@ -35,6 +53,17 @@ const SETTLE_MS = 30_000;
 const ADMIN_DEADLINE_MS = 8_000;
 /** Acknowledged records expected during the pause, at least. */
 const ACKS_DURING_PAUSE = 300;
+/** Deadline of ListGroups and DescribeGroups while etcd is paused, ms. */
+const GROUP_ADMIN_DEADLINE_MS = 6_000;
+/**
+ * Deadline of a commit and a join while etcd is paused, ms: they answer once their etcd call
+ * gave up (two attempts of 5 s, services/shared/etcd/client.ts).
+ */
+const GROUP_WRITE_DEADLINE_MS = 15_000;
+/** Slack on top of a deadline for the error to reach the test, ms. */
+const DEADLINE_SLACK_MS = 1_000;
+/** How long the coordinating gateway may take to see its lease lost while etcd is paused, ms. */
+const LEASE_LOST_WITHIN_MS = 30_000;
 
 const full = (p: PartitionInfo) => p.isr.length === REPLICAS;
 
@@ -51,6 +80,39 @@ async function elections(cluster: LocalCluster): Promise<number[]> {
   return epochs.sort((a, b) => a - b);
 }
 
+/** A call's error code and how long it took, with the call's deadline asserted. */
+async function typedWithin(
+  what: string,
+  deadlineMs: number,
+  call: Promise<unknown>,
+  code: ErrorCode,
+): Promise<number> {
+  const started = Date.now();
+  const err = await expectCallError(call, code);
+  const tookMs = Date.now() - started;
+  assert.ok(tookMs <= deadlineMs + DEADLINE_SLACK_MS, `${what}: ${tookMs} ms (${err.message})`);
+  return tookMs;
+}
+
+/** One group's DescribeGroups answer: its error code and message. */
+async function describeOne(
+  groups: GroupServiceClient,
+  group: string,
+): Promise<{ code: ErrorCode; message: string; committed: string[] }> {
+  const res = await unary(
+    groups,
+    "DescribeGroups",
+    { groupIds: [group] },
+    { deadlineMs: GROUP_ADMIN_DEADLINE_MS },
+  );
+  const g = res.groups[0]!;
+  return {
+    code: fromProtoErrorCode(g.errorCode),
+    message: g.errorMessage,
+    committed: g.partitions.map((p) => p.committedOffset),
+  };
+}
+
 describe("etcd loss: the only etcd paused", { timeout: 300_000 }, () => {
   let cluster: LocalCluster;
   const clients = new Clients();
@@ -60,6 +122,8 @@ describe("etcd loss: the only etcd paused", { timeout: 300_000 }, () => {
     cluster = await startTestCluster({
       controllers: 2,
       brokers: 3,
+      gateways: 1,
+      gatewayArgs: GROUP_GATEWAY_ARGS,
       brokerArgs: [
         `--broker.session.timeout.ms=${SESSION_MS}`,
         "--replica.lag.time.max.ms=30000",
@@ -148,5 +212,127 @@ describe("etcd loss: the only etcd paused", { timeout: 300_000 }, () => {
       newElections.length <= 1,
       `controller elections after the pause: ${JSON.stringify(newElections)} (epoch ${active.epoch} → ${after.epoch})`,
     );
+  });
+
+  test("group calls at the gateway answer COORDINATOR_NOT_AVAILABLE, then work again", async (t) => {
+    const gateway = cluster.gateways[0]!;
+    const groups = createClient(groupService.Client, gateway);
+    const topic = uniqueTopic("etcd-loss-groups");
+    const group = uniqueTopic("etcd-loss-group");
+    const absent = uniqueTopic("etcd-loss-absent");
+    const commit = (offset: number, deadlineMs: number) =>
+      unary(
+        groups,
+        "CommitOffsets",
+        {
+          groupId: group,
+          memberId: "",
+          memberEpoch: -1,
+          topics: [{ topic, partitions: [{ partition: 0, offset: String(offset) }] }],
+        },
+        { deadlineMs },
+      ).then((res) => {
+        const r = res.results[0]!;
+        if (r.errorCode !== 0) throw new Error(`commit: ${r.errorCode} ${r.errorMessage}`);
+      });
+    const join = (deadlineMs: number) =>
+      unary(
+        groups,
+        "ConsumerGroupHeartbeat",
+        {
+          groupId: absent,
+          memberId: "",
+          memberEpoch: 0,
+          rebalanceTimeoutMs: 10_000,
+          subscribedTopicNames: [topic],
+        },
+        { deadlineMs },
+      );
+    try {
+      const active = await cluster.activeController({ timeoutMs: SETTLE_MS });
+      await createTopic(clients.admin(active.address), topic, 1, 1);
+      // The gateway coordinates the group from here on (it claimed it for this commit).
+      await commit(1, ADMIN_DEADLINE_MS);
+
+      await cluster.etcd.pause();
+      const pausedAt = Date.now();
+      try {
+        // All at once: each alone would wait for its own etcd call to give up.
+        const [listMs, absentMs, commitMs, joinMs] = await Promise.all([
+          typedWithin(
+            "ListGroups",
+            GROUP_ADMIN_DEADLINE_MS,
+            unary(groups, "ListGroups", {}, { deadlineMs: GROUP_ADMIN_DEADLINE_MS }),
+            ErrorCode.COORDINATOR_NOT_AVAILABLE,
+          ),
+          (async () => {
+            const started = Date.now();
+            const d = await describeOne(groups, absent);
+            assert.equal(d.code, ErrorCode.COORDINATOR_NOT_AVAILABLE, d.message);
+            return Date.now() - started;
+          })(),
+          typedWithin(
+            "CommitOffsets",
+            GROUP_WRITE_DEADLINE_MS,
+            commit(2, GROUP_WRITE_DEADLINE_MS),
+            ErrorCode.COORDINATOR_NOT_AVAILABLE,
+          ),
+          typedWithin(
+            "join",
+            GROUP_WRITE_DEADLINE_MS,
+            join(GROUP_WRITE_DEADLINE_MS),
+            ErrorCode.COORDINATOR_NOT_AVAILABLE,
+          ),
+        ]);
+        // The coordinator describes its group from memory while it holds its lease; once it
+        // knows the lease lost, the group is typed unavailable too. Nothing else in between.
+        const seen = new Set<string>();
+        let other: string | undefined;
+        await waitFor(
+          async () => {
+            const d = await describeOne(groups, group);
+            seen.add(ErrorCode[d.code]);
+            if (d.code !== ErrorCode.NONE && d.code !== ErrorCode.COORDINATOR_NOT_AVAILABLE)
+              other = `${ErrorCode[d.code]} ${d.message}`;
+            return other !== undefined || d.code === ErrorCode.COORDINATOR_NOT_AVAILABLE;
+          },
+          {
+            timeoutMs: LEASE_LOST_WITHIN_MS,
+            intervalMs: 200,
+            message: "DescribeGroups of the coordinated group answers COORDINATOR_NOT_AVAILABLE",
+          },
+        );
+        assert.equal(other, undefined, "DescribeGroups of the coordinated group: NONE or typed");
+        t.diagnostic(
+          `etcd paused: ListGroups ${listMs} ms, DescribeGroups (not coordinated) ${absentMs} ms, ` +
+            `CommitOffsets ${commitMs} ms, join ${joinMs} ms; DescribeGroups (coordinated) ` +
+            `${[...seen].join(" then ")}, typed ${Date.now() - pausedAt} ms after the pause`,
+        );
+      } finally {
+        await cluster.etcd.resume();
+      }
+      const resumedAt = Date.now();
+
+      // Everything works again: the group is listed and described with its offset, commits go.
+      await waitFor(
+        async () => {
+          const list = await unary(groups, "ListGroups", {}, { deadlineMs: ADMIN_DEADLINE_MS });
+          if (!list.groups.some((g) => g.groupId === group)) return false;
+          await commit(3, ADMIN_DEADLINE_MS);
+          const d = await describeOne(groups, group);
+          return d.code === ErrorCode.NONE && d.committed.includes("3");
+        },
+        {
+          timeoutMs: SETTLE_MS,
+          intervalMs: 500,
+          message: "ListGroups, CommitOffsets and DescribeGroups work after etcd resumed",
+        },
+      );
+      const joined = await join(ADMIN_DEADLINE_MS);
+      assert.ok(joined.memberId !== "", "a member joins after etcd resumed");
+      t.diagnostic(`group calls work again ${Date.now() - resumedAt} ms after etcd resumed`);
+    } finally {
+      groups.close();
+    }
   });
 });

@@ -4,7 +4,9 @@
  * about a group is served here when this gateway coordinates it (claiming it when nobody does),
  * and forwarded once to the owner otherwise (marked with `samsa-forwarded`; a gateway that gets
  * a forwarded call for a group it does not own answers NOT_COORDINATOR naming the owner, so
- * calls never loop). An owner that cannot be reached gives COORDINATOR_NOT_AVAILABLE.
+ * calls never loop). An owner that cannot be reached gives COORDINATOR_NOT_AVAILABLE, and so
+ * does etcd when it cannot be reached (group-store.ts); ListGroups and DescribeGroups, which read
+ * etcd, answer it before the caller's deadline rather than let the call run into it.
  */
 import * as grpc from "@grpc/grpc-js";
 import { ErrorCode, isSamsaError, SamsaError } from "../../shared/errors.js";
@@ -38,12 +40,19 @@ export const FORWARDED_METADATA_KEY = "samsa-forwarded";
 export const CLIENT_HOST_METADATA_KEY = "samsa-client-host";
 /** Deadline of a forwarded call, ms. */
 export const FORWARD_TIMEOUT_MS = 10_000;
+/**
+ * How long before the caller's deadline ListGroups and DescribeGroups give up on etcd and answer
+ * COORDINATOR_NOT_AVAILABLE, so that the answer still reaches the caller, ms.
+ */
+export const ADMIN_DEADLINE_MARGIN_MS = 250;
 
 /** Who is calling: the client's address, and whether another gateway forwarded the call. */
 export interface Caller {
   readonly clientHost: string;
   readonly forwarded: boolean;
   readonly signal: AbortSignal;
+  /** The caller's deadline (epoch ms), when it set one. */
+  readonly deadlineAtMs?: number;
 }
 
 /** What the service needs. */
@@ -181,26 +190,28 @@ export class GroupCalls {
   /** DescribeGroups of one group; errors become the group's error code. */
   async describe(group: string, caller: Caller): Promise<GroupDescription> {
     try {
-      return await this.route(
-        group,
-        caller,
-        (rt) =>
-          describeGroup(
-            this.deps.manager,
-            this.deps.router,
-            rt,
-            this.deps.selfAddress(),
-            caller.signal,
-          ),
-        async (client, metadata) =>
-          (
-            await unary(
-              client,
-              "DescribeGroups",
-              { groupIds: [group] },
-              { metadata, deadlineMs: FORWARD_TIMEOUT_MS, signal: caller.signal },
-            )
-          ).groups[0]!,
+      return await beforeDeadline(caller.deadlineAtMs, `DescribeGroups of ${group}`, () =>
+        this.route(
+          group,
+          caller,
+          (rt) =>
+            describeGroup(
+              this.deps.manager,
+              this.deps.router,
+              rt,
+              this.deps.selfAddress(),
+              caller.signal,
+            ),
+          async (client, metadata) =>
+            (
+              await unary(
+                client,
+                "DescribeGroups",
+                { groupIds: [group] },
+                { metadata, deadlineMs: FORWARD_TIMEOUT_MS, signal: caller.signal },
+              )
+            ).groups[0]!,
+        ),
       );
     } catch (err) {
       return { groupId: group, ...groupError(err) };
@@ -232,8 +243,15 @@ export class GroupCalls {
     }
   }
 
-  /** ListGroups: every group in etcd, with its state (exact where coordinated here). */
-  async list(): Promise<GroupListing[]> {
+  /**
+   * ListGroups: every group in etcd, with its state (exact where coordinated here).
+   * @throws SamsaError COORDINATOR_NOT_AVAILABLE when etcd cannot be read (before `deadlineAtMs`).
+   */
+  list(deadlineAtMs?: number): Promise<GroupListing[]> {
+    return beforeDeadline(deadlineAtMs, "ListGroups", () => this.listGroups());
+  }
+
+  private async listGroups(): Promise<GroupListing[]> {
     const { manager } = this.deps;
     const ids = await manager.deps.store.listGroupIds();
     const owned = new Map(manager.owned().map((rt) => [rt.group, rt]));
@@ -262,6 +280,36 @@ export class GroupCalls {
       }),
     );
   }
+}
+
+/**
+ * Runs `work`; when the caller has a deadline and `work` is not done
+ * {@link ADMIN_DEADLINE_MARGIN_MS} before it, rejects with COORDINATOR_NOT_AVAILABLE (etcd did not
+ * answer in time). The work itself goes on to its own end (every etcd call has a deadline).
+ */
+function beforeDeadline<T>(
+  deadlineAtMs: number | undefined,
+  what: string,
+  work: () => Promise<T>,
+): Promise<T> {
+  const running = work();
+  if (deadlineAtMs === undefined || !Number.isFinite(deadlineAtMs)) return running;
+  running.catch(() => undefined); // it may end after the timeout answered
+  const leftMs = Math.max(0, deadlineAtMs - Date.now() - ADMIN_DEADLINE_MARGIN_MS);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new SamsaError(
+            ErrorCode.COORDINATOR_NOT_AVAILABLE,
+            `${what}: the group coordinator did not answer within the call's deadline (etcd not available?)`,
+          ),
+        ),
+      leftMs,
+    );
+  });
+  return Promise.race([running, timeout]).finally(() => clearTimeout(timer));
 }
 
 function groupError(err: unknown) {

@@ -17,6 +17,13 @@ import {
 } from "./group-calls.js";
 import { resetOffsets } from "./group-admin.js";
 
+/** The caller's deadline (epoch ms), or undefined when it set none. */
+function deadlineAtMs(call: { getDeadline(): grpc.Deadline }): number | undefined {
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) && ms > 0 ? ms : undefined;
+}
+
 /** The caller of a gRPC call. */
 function callerOf(
   call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
@@ -28,6 +35,7 @@ function callerOf(
     forwarded,
     clientHost: forwarded && typeof host === "string" ? host : call.getPeer(),
     signal,
+    deadlineAtMs: deadlineAtMs(call),
   };
 }
 
@@ -55,8 +63,8 @@ export function groupServiceHandlers(calls: GroupCalls): ServiceHandlers<GroupSe
         callerOf(call, ctx.signal),
       ),
     }),
-    ListGroups: async (request) => {
-      const all = await calls.list();
+    ListGroups: async (request, call) => {
+      const all = await calls.list(deadlineAtMs(call));
       const states = new Set(request.states as number[]);
       return { groups: states.size === 0 ? all : all.filter((g) => states.has(g.state as number)) };
     },

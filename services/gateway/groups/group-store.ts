@@ -14,9 +14,13 @@
  *
  * When this gateway's lease is lost it drops every group ({@link GroupStore.onLost}) and grants
  * a new lease: its groups are claimed again (by it or another gateway) on their next request.
+ *
+ * Every etcd call here that fails (etcd unreachable, no quorum, its deadline passed) throws
+ * COORDINATOR_NOT_AVAILABLE (retriable), never the etcd client's own error, which would reach
+ * the client as an unexpected server error ({@link etcdCall}).
  */
 import type { Etcd3, IOperation, IRequestOp, Lease } from "etcd3";
-import { ErrorCode, SamsaError } from "../../shared/errors.js";
+import { ErrorCode, isSamsaError, SamsaError } from "../../shared/errors.js";
 import {
   decodeGroupOwner,
   encodeGroupOwner,
@@ -88,11 +92,13 @@ export class GroupStore {
     const leaseId = await this.currentLease();
     const { etcd, keys, self } = this.o;
     const key = keys.groupOwner(group);
-    const res = await etcd
-      .if(key, "Create", "==", 0)
-      .then(etcd.put(key).value(encodeGroupOwner(self())).lease(leaseId))
-      .else(etcd.get(key))
-      .commit();
+    const res = await etcdCall(`claim group ${group}`, () =>
+      etcd
+        .if(key, "Create", "==", 0)
+        .then(etcd.put(key).value(encodeGroupOwner(self())).lease(leaseId))
+        .else(etcd.get(key))
+        .commit(),
+    );
     if (res.succeeded) return { mine: true, epoch: revisionNumber(res.header.revision) };
     const kv = res.responses[0]?.response_range?.kvs[0];
     if (kv === undefined) return this.locate(group); // the owner vanished meanwhile: claim again
@@ -103,14 +109,18 @@ export class GroupStore {
 
   /** The owner of `group` as etcd has it, without claiming. */
   async owner(group: string): Promise<VersionedGroupOwner | undefined> {
-    const res = await this.o.etcd.get(this.o.keys.groupOwner(group)).exec();
+    const res = await etcdCall(`read the owner of group ${group}`, () =>
+      this.o.etcd.get(this.o.keys.groupOwner(group)).exec(),
+    );
     const kv = res.kvs[0];
     return kv === undefined ? undefined : decodeGroupOwner(toEtcdKeyValue(kv));
   }
 
   /** Reads a group's persisted state. */
   async loadState(group: string): Promise<GroupRecord | undefined> {
-    const text = await this.o.etcd.get(this.o.keys.groupState(group)).string();
+    const text = await etcdCall(`read the state of group ${group}`, () =>
+      this.o.etcd.get(this.o.keys.groupState(group)).string(),
+    );
     if (text === null) return undefined;
     try {
       const record = JSON.parse(text) as GroupRecord;
@@ -132,16 +142,19 @@ export class GroupStore {
 
   /**
    * Runs `ops` in one txn that holds only while this gateway still owns `group` at `epoch`.
-   * @throws SamsaError NOT_COORDINATOR (with the owner's address when there is one) otherwise.
+   * @throws SamsaError NOT_COORDINATOR (with the owner's address when there is one) otherwise,
+   *   COORDINATOR_NOT_AVAILABLE when etcd failed (the txn may or may not have been applied).
    */
   async fenced(group: string, epoch: number, ops: TxnOp[]): Promise<void> {
     const { etcd, keys } = this.o;
     const key = keys.groupOwner(group);
-    const res = await etcd
-      .if(key, "Create", "==", epoch)
-      .then(...ops)
-      .else(etcd.get(key))
-      .commit();
+    const res = await etcdCall(`write group ${group}`, () =>
+      etcd
+        .if(key, "Create", "==", epoch)
+        .then(...ops)
+        .else(etcd.get(key))
+        .commit(),
+    );
     if (res.succeeded) return;
     const kv = res.responses[0]?.response_range?.kvs[0];
     const owner = kv === undefined ? undefined : decodeGroupOwner(toEtcdKeyValue(kv));
@@ -162,10 +175,12 @@ export class GroupStore {
   async listGroupIds(): Promise<string[]> {
     const { etcd, keys } = this.o;
     const ids = new Set<string>();
-    const [groups, offsets] = await Promise.all([
-      etcd.getAll().prefix(keys.groupsPrefix()).keys(),
-      etcd.getAll().prefix(keys.offsetsPrefix()).keys(),
-    ]);
+    const [groups, offsets] = await etcdCall("list the groups", () =>
+      Promise.all([
+        etcd.getAll().prefix(keys.groupsPrefix()).keys(),
+        etcd.getAll().prefix(keys.offsetsPrefix()).keys(),
+      ]),
+    );
     for (const key of [...groups, ...offsets]) {
       const parsed = keys.parse(key);
       if (parsed !== undefined && "group" in parsed) ids.add(parsed.group);
@@ -210,6 +225,25 @@ export class GroupStore {
     this.leaseId = undefined;
     this.o.logger.warn("group lease lost: dropping every group", { error: err.message });
     for (const listener of this.lostListeners) listener();
+  }
+}
+
+/**
+ * Runs the etcd call(s) `op`; a failure that is not already a SamsaError (the etcd client's
+ * errors: unreachable, no quorum, deadline passed, circuit open) becomes COORDINATOR_NOT_AVAILABLE
+ * naming `what` and the cause.
+ */
+export async function etcdCall<T>(what: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if (isSamsaError(err)) throw err;
+    const why = err instanceof Error ? err.message : String(err);
+    throw new SamsaError(
+      ErrorCode.COORDINATOR_NOT_AVAILABLE,
+      `cannot ${what}: etcd is not available (${why})`,
+      { cause: err },
+    );
   }
 }
 

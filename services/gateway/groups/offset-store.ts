@@ -13,7 +13,7 @@ import { type EtcdKeys, revisionNumber, toEtcdKeyValue } from "../../shared/etcd
 import type { Logger } from "../../shared/logger.js";
 import { sleep } from "../../shared/retry.js";
 import { tpKey } from "./assignment.js";
-import type { GroupStore } from "./group-store.js";
+import { etcdCall, type GroupStore } from "./group-store.js";
 
 /**
  * Commit requests one group may make per second (each is one etcd txn). At 50/s per group, a
@@ -101,7 +101,9 @@ export class OffsetStore {
   /** Every committed offset of a group, by {@link tpKey}. */
   async load(group: string): Promise<Map<string, OffsetRecord>> {
     const prefix = this.keys.offsetsPrefix(group);
-    const res = await this.etcd.getAll().prefix(prefix).exec();
+    const res = await etcdCall(`read the offsets of group ${group}`, () =>
+      this.etcd.getAll().prefix(prefix).exec(),
+    );
     const out = new Map<string, OffsetRecord>();
     for (const raw of res.kvs) {
       const kv = toEtcdKeyValue(raw);
