@@ -201,6 +201,21 @@ export class ComposeProject {
     return run(command, [...prefix, "-p", this.name, ...args], { env: this.env, timeoutMs });
   }
 
+  /** `stop` of services (docker stop: SIGTERM, SIGKILL after the grace period); returns once stopped. */
+  async stop(...services: string[]): Promise<void> {
+    await this.compose(["stop", ...services]);
+  }
+
+  /** `start` of stopped services; returns once their containers run (not yet healthy). */
+  async start(...services: string[]): Promise<void> {
+    await this.compose(["start", ...services]);
+  }
+
+  /** A service's whole log so far. */
+  async logs(service: string): Promise<string> {
+    return (await this.compose(["logs", "--no-color", service])).stdout;
+  }
+
   /** The container id of a service. */
   async containerOf(service: string): Promise<string> {
     const id = (await this.compose(["ps", "-q", service])).stdout.trim();
