@@ -62,7 +62,16 @@ const PRODUCERS = 4;
  * 64 MiB per Consume of this topic: 10 streams and 50 MiB grew the gateway by 450 MB.
  */
 const GATEWAY_RSS_GROWTH_MB_MAX = 800;
-const BROKER_RSS_GROWTH_MB_MAX = 1_000;
+/**
+ * Measured at 256 MiB: 600–750 MB; at 1 GiB (`SLOW_READERS_MIB=1024`, the issue's size) 1,002 MB
+ * and at 2 GiB 989 MB (2 December): the growth does not follow the data.
+ */
+const BROKER_RSS_GROWTH_MB_MAX = 1_200;
+/**
+ * The whole run's bound, ms: most of it is the resumed streams reading everything (133 s of a
+ * 1 GiB run here), so it grows with the load.
+ */
+const SUITE_TIMEOUT_MS = Math.max(240_000, LOAD_MIB * 300);
 /** Producers with stuck streams must reach at least this share of the baseline's throughput. */
 const THROUGHPUT_SHARE_MIN = 0.25;
 /** Stuck streams that read everything once resumed (the others read a prefix). */
@@ -162,7 +171,7 @@ function assertInOrder(offsets: number[], from: number, what: string): void {
   for (const [i, o] of offsets.entries()) assert.equal(o, from + i, `${what}: record ${i}`);
 }
 
-describe("slow readers: bounded memory under load", { timeout: 240_000 }, () => {
+describe("slow readers: bounded memory under load", { timeout: SUITE_TIMEOUT_MS }, () => {
   let cluster: LocalCluster;
   const clients = new Clients();
   let gateway: GatewayServiceClient;
