@@ -6,6 +6,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import type { Etcd3 } from "etcd3";
+import { asEtcdUnavailable } from "../shared/etcd/client.js";
 import type { ControllerElection } from "../shared/etcd/election.js";
 import { type EtcdKeys, noLeader } from "../shared/etcd/keys.js";
 import { ErrorCode, SamsaError } from "../shared/errors.js";
@@ -338,7 +339,7 @@ export function adminServiceHandlers(deps: AdminServiceDeps): {
             if (err instanceof SamsaError && err.code === ErrorCode.NOT_CONTROLLER) throw err;
             topics.push({
               name: t.name,
-              ...errorResult(err),
+              ...errorResult(asEtcdUnavailable(`create topic ${t.name}`, err)),
               topicId: "",
               numPartitions: -1,
               replicationFactor: -1,
@@ -359,7 +360,7 @@ export function adminServiceHandlers(deps: AdminServiceDeps): {
             topics.push({ name, errorCode: NO_ERROR });
           } catch (err) {
             if (err instanceof SamsaError && err.code === ErrorCode.NOT_CONTROLLER) throw err;
-            topics.push({ name, ...errorResult(err) });
+            topics.push({ name, ...errorResult(asEtcdUnavailable(`delete topic ${name}`, err)) });
           }
         }
         return { topics };

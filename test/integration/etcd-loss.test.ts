@@ -173,10 +173,11 @@ describe("etcd loss: the only etcd paused", { timeout: 300_000 }, () => {
           return res;
         }),
         (err: unknown) => {
+          // A per-topic error must be typed as well: UNKNOWN is an unexpected server error.
+          const topic = (err as { topic?: { errorCode: number } }).topic;
           const typed =
-            isSamsaError(err) ||
-            (err as { topic?: unknown }).topic !== undefined ||
-            isSamsaError(err, ErrorCode.REQUEST_TIMED_OUT);
+            (isSamsaError(err) && err.code !== ErrorCode.UNKNOWN) ||
+            (topic !== undefined && fromProtoErrorCode(topic.errorCode) !== ErrorCode.UNKNOWN);
           assert.ok(typed, `typed error: ${String(err)}`);
           return true;
         },
@@ -258,7 +259,7 @@ describe("etcd loss: the only etcd paused", { timeout: 300_000 }, () => {
       const pausedAt = Date.now();
       try {
         // All at once: each alone would wait for its own etcd call to give up.
-        const [listMs, absentMs, commitMs, joinMs] = await Promise.all([
+        const [listMs, absentMs, commitMs, joinMs, createMs] = await Promise.all([
           typedWithin(
             "ListGroups",
             GROUP_ADMIN_DEADLINE_MS,
@@ -283,6 +284,29 @@ describe("etcd loss: the only etcd paused", { timeout: 300_000 }, () => {
             join(GROUP_WRITE_DEADLINE_MS),
             ErrorCode.COORDINATOR_NOT_AVAILABLE,
           ),
+          // With a deadline past the controller's etcd attempts, its own answer: typed too.
+          (async () => {
+            const started = Date.now();
+            const request = {
+              topics: [{ name: uniqueTopic("no-etcd"), numPartitions: 1, replicationFactor: 1 }],
+            };
+            const res = await unary(clients.admin(active.address), "CreateTopics", request, {
+              deadlineMs: GROUP_WRITE_DEADLINE_MS,
+            }).catch((err: unknown) => err);
+            const code =
+              res instanceof Error
+                ? isSamsaError(res)
+                  ? res.code
+                  : ErrorCode.UNKNOWN
+                : fromProtoErrorCode(
+                    (res as { topics: { errorCode: number }[] }).topics[0]!.errorCode,
+                  );
+            assert.ok(
+              code !== ErrorCode.NONE && code !== ErrorCode.UNKNOWN,
+              `CreateTopics without etcd: typed, got ${ErrorCode[code]}`,
+            );
+            return Date.now() - started;
+          })(),
         ]);
         // The coordinator describes its group from memory while it holds its lease; once it
         // knows the lease lost, the group is typed unavailable too. Nothing else in between.
@@ -305,7 +329,8 @@ describe("etcd loss: the only etcd paused", { timeout: 300_000 }, () => {
         assert.equal(other, undefined, "DescribeGroups of the coordinated group: NONE or typed");
         t.diagnostic(
           `etcd paused: ListGroups ${listMs} ms, DescribeGroups (not coordinated) ${absentMs} ms, ` +
-            `CommitOffsets ${commitMs} ms, join ${joinMs} ms; DescribeGroups (coordinated) ` +
+            `CommitOffsets ${commitMs} ms, join ${joinMs} ms, CreateTopics ${createMs} ms; ` +
+            `DescribeGroups (coordinated) ` +
             `${[...seen].join(" then ")}, typed ${Date.now() - pausedAt} ms after the pause`,
         );
       } finally {

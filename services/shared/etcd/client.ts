@@ -17,7 +17,14 @@ import {
   type IBackoff,
   retry,
 } from "cockatiel";
-import { type CallContext, Etcd3, type IOptions, isRecoverableError } from "etcd3";
+import {
+  type CallContext,
+  ClientRuntimeError,
+  Etcd3,
+  GRPCGenericError,
+  type IOptions,
+  isRecoverableError,
+} from "etcd3";
 import { Histogram, type Registry } from "prom-client";
 import { ETCD_CONNECTION_TIMEOUT_MS_DEFAULT } from "../config/schema.js";
 import { ErrorCode, SamsaError } from "../errors.js";
@@ -192,5 +199,24 @@ export async function connectEtcd(options: EtcdClientOptions): Promise<Etcd3> {
     ErrorCode.REQUEST_TIMED_OUT,
     `etcd not reachable at ${options.endpoints.join(",")} within ${timeoutMs} ms`,
     { cause: lastError },
+  );
+}
+
+/**
+ * An etcd client failure (a gRPC error from etcd, a closed or failing client, the connection
+ * pool's open circuit breaker) as a retriable REQUEST_TIMED_OUT naming `what`; anything else is
+ * returned as it is, so a bug stays a bug (UNKNOWN) rather than passing for an outage.
+ */
+export function asEtcdUnavailable(what: string, err: unknown): unknown {
+  const fromEtcd =
+    err instanceof GRPCGenericError ||
+    err instanceof ClientRuntimeError ||
+    // cockatiel's (etcd3's circuit breaker) BrokenCircuitError, not exported by etcd3.
+    (err instanceof Error && err.constructor.name === "BrokenCircuitError");
+  if (!fromEtcd) return err;
+  return new SamsaError(
+    ErrorCode.REQUEST_TIMED_OUT,
+    `cannot ${what}: etcd is not available (${(err as Error).message})`,
+    { cause: err },
   );
 }
