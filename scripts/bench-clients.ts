@@ -27,7 +27,6 @@
  * on the clock of `--cpu-prof` samples, to profile one row (docs/performance.md). On this 2-core machine the clients and
  * the cluster share the cores: the client's CPU is printed beside each figure.
  */
-import { readFileSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type * as grpc from "@grpc/grpc-js";
@@ -67,6 +66,7 @@ import {
   machineLines,
   otherLoadMeter,
   percentiles,
+  processCpuMs,
   stringOption,
 } from "./bench-util.js";
 
@@ -118,17 +118,6 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const indented: TextOut = {
   write: (t: string) => process.stdout.write(t.replace(/^(?=.)/gm, "    ")),
 };
-
-/** CPU time (user + system) of a process so far, ms, from /proc (undefined when unreadable). */
-function processCpuMs(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, 10 ms ticks
-  } catch {
-    return undefined;
-  }
-}
 
 /** The CPU of this process and of the cluster's processes over a row, printed at its end. */
 function rowMeter(lc: LocalCluster): () => string {

@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as loader from "@grpc/proto-loader";
-import { intOption } from "./bench-util.js";
+import { intOption, processCpuMs } from "./bench-util.js";
 
 const PROTO = `syntax = "proto3";
 package floor.v1;
@@ -59,13 +59,6 @@ function loadEcho(dir: string): grpc.ServiceClientConstructor {
   return pkg.floor.v1.EchoService;
 }
 
-/** CPU time (user + system) of a process so far, ms, from /proc. */
-function processCpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
 async function serve(dir: string): Promise<void> {
   const Echo = loadEcho(dir);
   const server = new grpc.Server();
@@ -94,7 +87,7 @@ async function measure(
   serverPid: number,
   phase: () => Promise<void>,
 ): Promise<{ perSecond: number; ms: number }> {
-  const s0 = processCpuMs(serverPid);
+  const s0 = processCpuMs(serverPid) ?? 0;
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   let timer: NodeJS.Timeout | undefined;
@@ -111,7 +104,7 @@ async function measure(
   const ms = performance.now() - t0;
   const c = process.cpuUsage(c0);
   const clientCores = (c.user + c.system) / 1000 / ms;
-  const serverCores = (processCpuMs(serverPid) - s0) / ms;
+  const serverCores = ((processCpuMs(serverPid) ?? s0) - s0) / ms;
   const perSecond = (count / ms) * 1000;
   console.log(
     `${label}: ${Math.round(perSecond).toLocaleString("en-US")}/s (${(ms / count).toFixed(3)} ms each), ` +

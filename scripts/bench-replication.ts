@@ -32,7 +32,6 @@
  * `node --cpu-prof --import tsx scripts/bench-replication.ts --phases=1` (the launcher has no
  * option for the brokers' node flags, and NODE_OPTIONS does not take `--cpu-prof`).
  */
-import { readFileSync } from "node:fs";
 import {
   AdminClient,
   Cluster,
@@ -62,6 +61,7 @@ import {
   otherLoadMeter,
   percentiles,
   perSec,
+  processCpuMs,
   stringOption,
 } from "./bench-util.js";
 
@@ -133,18 +133,6 @@ async function until(cond: () => boolean | Promise<boolean>, ms: number, what: s
     }
     if (performance.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
     await sleep(50);
-  }
-}
-
-/** CPU time (user + system) of a process so far, ms, from /proc (undefined when unreadable). */
-function processCpuMs(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // After the name: state is field 3, utime field 14, stime field 15 (clock ticks of 10 ms).
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return undefined;
   }
 }
 

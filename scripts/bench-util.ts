@@ -215,3 +215,15 @@ export async function describeFilesystem(dir: string): Promise<string> {
   }
   return `${mount}${free}`;
 }
+
+/** CPU time (user + system) of a process so far, ms, from /proc (undefined when unreadable). */
+export function processCpuMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // After the name: state is field 3, utime field 14, stime field 15 (clock ticks of 10 ms).
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
