@@ -9,6 +9,11 @@
  * - one bidirectional stream, one message per request and answer, 1,000 unanswered at most
  *   (row 8, the gateway's PublishStream).
  *
+ * `--message-bytes=N` sets the request's size, `--reply-bytes=N` makes the server answer with N
+ * bytes instead of an echo (a Produce's shape: a large request, a small answer). The server runs
+ * with the V8 flags of Samsa's services (`SERVICE_V8_FLAGS`), the client with Node's defaults (as
+ * a user's process).
+ *
  * It prints each figure with the CPU both processes used, and one machine-readable line
  * `bench:grpc-floor unary_rtt_ms=<n> unary_inflight_s=<n> bidi_s=<n>`. docs/performance.md
  * compares the rows of `bench:clients` with these floors: a target above what grpc-js reaches
@@ -21,6 +26,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as loader from "@grpc/proto-loader";
+import { SERVICE_V8_FLAGS } from "../services/shared/run-service.js";
 import { intOption, processCpuMs } from "./bench-util.js";
 
 const PROTO = `syntax = "proto3";
@@ -32,6 +38,8 @@ service EchoService {
 }
 `;
 const MESSAGE_BYTES = intOption("message-bytes", "BENCH_MESSAGE_BYTES", 100, 1);
+/** The answer's size in bytes; -1 (the default) echoes the request. */
+const REPLY_BYTES = intOption("reply-bytes", "BENCH_REPLY_BYTES", -1, -1);
 const RTT_CALLS = intOption("rtt-calls", "BENCH_RTT_CALLS", 10_000, 10);
 const INFLIGHT = intOption("inflight", "BENCH_INFLIGHT", 1000, 1);
 const INFLIGHT_CALLS = intOption("inflight-calls", "BENCH_INFLIGHT_CALLS", 100_000, 100);
@@ -59,16 +67,19 @@ function loadEcho(dir: string): grpc.ServiceClientConstructor {
   return pkg.floor.v1.EchoService;
 }
 
-async function serve(dir: string): Promise<void> {
+async function serve(dir: string, replyBytes: number): Promise<void> {
   const Echo = loadEcho(dir);
+  const reply = replyBytes < 0 ? undefined : { data: Buffer.alloc(replyBytes, 2) };
   const server = new grpc.Server();
   server.addService(Echo.service, {
     Unary: (
       call: grpc.ServerUnaryCall<EchoMessage, EchoMessage>,
       cb: grpc.sendUnaryData<EchoMessage>,
-    ) => cb(null, call.request),
+    ) => cb(null, reply ?? call.request),
     Bidi: (call: grpc.ServerDuplexStream<EchoMessage, EchoMessage>) => {
-      call.on("data", (m: EchoMessage) => call.write(m));
+      call.on("data", (m: EchoMessage) =>
+        call.write(reply === undefined ? m : { ...reply, id: m.id }),
+      );
       call.on("end", () => call.end());
     },
   });
@@ -158,10 +169,11 @@ function bidiMessages(client: EchoClient, data: Buffer, total: number, unanswere
 }
 
 async function main(): Promise<void> {
-  if (process.argv[2] === "--serve") return serve(process.argv[3]!);
+  if (process.argv[2] === "--serve") return serve(process.argv[3]!, Number(process.argv[4]));
   const dir = mkdtempSync(join(tmpdir(), "samsa-grpc-floor-"));
-  const child = fork(fileURLToPath(import.meta.url), ["--serve", dir], {
-    execArgv: ["--import", "tsx"],
+  const child = fork(fileURLToPath(import.meta.url), ["--serve", dir, String(REPLY_BYTES)], {
+    // The V8 flags every Samsa service runs with, so the server's floor is a service's.
+    execArgv: ["--import", "tsx", ...SERVICE_V8_FLAGS],
     stdio: "inherit",
   });
   try {
@@ -190,7 +202,7 @@ async function main(): Promise<void> {
     console.log("bench:grpc-floor setup");
     console.log(`  node ${process.version}, @grpc/grpc-js ${grpcVersion()}`);
     console.log(
-      `  an echo service (a ${MESSAGE_BYTES}-byte bytes field, the handler answers at once) in its own process, a grpc-js client from a .proto in this one, one connection over loopback, default channel options`,
+      `  an echo service (requests of a ${MESSAGE_BYTES}-byte bytes field, ${REPLY_BYTES < 0 ? "echoed" : `answered with ${REPLY_BYTES} bytes`} at once) in its own process (V8 flags ${SERVICE_V8_FLAGS.join(" ")}), a grpc-js client from a .proto in this one, one connection over loopback, default channel options`,
     );
     await unaryCalls(client, data, 1000, 100); // warm-up
     const rtt = await measure(
