@@ -33,11 +33,15 @@ export const BUFFER_MEMORY_BYTES_DEFAULT = 33_554_432;
 /** Longest `add` waits for buffer room or the topic's metadata, ms (Kafka's `max.block.ms`). */
 export const MAX_BLOCK_MS_DEFAULT = 60_000;
 /**
- * Every this many records `add` answers after the event loop's next turn instead of at once.
- * Kafka's sender is a thread of its own; ours shares the event loop with the caller, and a
- * caller that awaits each `add` while there is buffer room never gives it up: answers and the
- * sends they make possible would wait until the buffer is full. A turn every 1,000 records
- * (about 2 ms of adds) lets them run; measured in docs/performance.md.
+ * After this many records added without a turn of the event loop in between, `add` answers
+ * after the loop's next turn instead of at once. Kafka's sender is a thread of its own; ours
+ * shares the event loop with the caller, and a caller that awaits each `add` while there is
+ * buffer room never gives it up: answers and the sends they make possible would wait until the
+ * buffer is full. A turn every 1,000 records (about 2 ms of adds) lets them run; measured in
+ * docs/performance.md. The count restarts whenever the sender ran ({@link
+ * RecordAccumulator.eventLoopTurned}): a caller that gives the loop its turns by itself (waiting
+ * for its own acknowledgements, say) is never made to wait, which would split its records
+ * between two Produce calls a round trip apart.
  */
 export const ADD_YIELD_RECORDS = 1000;
 
@@ -306,7 +310,7 @@ export class RecordAccumulator {
   private firstError: SamsaError | undefined;
   private closed = false;
   private wake: WakeFn = noop;
-  /** Records added at once since `add` last waited for the event loop's turn. */
+  /** Records added since the event loop last had a turn (see {@link ADD_YIELD_RECORDS}). */
   private addsSinceYield = 0;
 
   constructor(
@@ -328,6 +332,14 @@ export class RecordAccumulator {
   /** Connects the sender (called once by it). */
   setWake(wake: WakeFn): void {
     this.wake = wake;
+  }
+
+  /**
+   * The event loop had a turn (the sender calls this from its timers and immediates): the
+   * records added since then start a new count towards {@link ADD_YIELD_RECORDS}.
+   */
+  eventLoopTurned(): void {
+    this.addsSinceYield = 0;
   }
 
   /**

@@ -174,6 +174,8 @@ export class Sender {
 
   /** One pass over the partitions with batches: sends what can go now. */
   private drain(): void {
+    // Only timers and immediates call this: the event loop has had a turn.
+    this.acc.eventLoopTurned();
     const now = Date.now();
     let nextAtMs = Number.POSITIVE_INFINITY;
     const idempotence = this.options.idempotence;

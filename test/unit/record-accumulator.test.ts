@@ -14,6 +14,7 @@ import { describe, it } from "node:test";
 import { setImmediate as turn } from "node:timers/promises";
 import {
   type AccumulatorOptions,
+  ADD_YIELD_RECORDS,
   type Delivery,
   RecordAccumulator,
 } from "../../services/client/record-accumulator.js";
@@ -272,6 +273,49 @@ describe("producer batching: when records go out", () => {
     assert.equal(given, 1234, "a timestamp before the batch's base");
     assert.equal(later, before + 60_000);
     assert.equal((await late.delivered).timestamp, before + 60_000);
+  });
+});
+
+/**
+ * Adds `count` records one by one, awaiting each; returns how many of the adds answered only
+ * after an event-loop turn (their promise still pending after a few microtask steps).
+ */
+async function addsMadeToWait(acc: RecordAccumulator, from: number, count: number) {
+  let waited = 0;
+  for (let i = from; i < from + count; i++) {
+    const p = acc.add("t", rec(i));
+    const settled = settledFlag(p);
+    for (let k = 0; k < 3; k++) await null;
+    if (!settled()) waited++;
+    await p;
+  }
+  return waited;
+}
+
+describe("producer batching: the event loop's turn", () => {
+  it("a caller that never gives the loop a turn waits for one every ADD_YIELD_RECORDS adds", async () => {
+    const { calls, make } = fakeCluster();
+    const acc = make({ lingerMs: LINGER_NEVER_MS, batchSizeBytes: batchOf(100) });
+    const n = ADD_YIELD_RECORDS * 2 + ADD_YIELD_RECORDS / 2;
+    assert.equal(await addsMadeToWait(acc, 0, n), 2);
+    // The turns let the sender go: the full batches were sent meanwhile.
+    assert.ok(calls.length > 0, "batches went out during the adds");
+    await acc.close();
+  });
+
+  it("a caller that gives the loop its turns by itself is never made to wait (its records are not split)", async () => {
+    const { calls, make } = fakeCluster();
+    const acc = make({ lingerMs: LINGER_NEVER_MS, batchSizeBytes: batchOf(100) });
+    const burst = (ADD_YIELD_RECORDS * 9) / 10;
+    let waited = 0;
+    for (let b = 0; b < 3; b++) {
+      waited += await addsMadeToWait(acc, b * burst, burst);
+      // The caller's own wait (for acknowledgements, say): the sender runs in this turn.
+      const sent = calls.length;
+      await waitFor(() => calls.length > sent, { message: "the full batches go in the turn" });
+    }
+    assert.equal(waited, 0, "3 bursts of 900 adds, the sender running between them");
+    await acc.close();
   });
 });
 
