@@ -19,7 +19,7 @@ import { cliEnv } from "../support/cli.js";
 import { createClient, unary } from "../../services/shared/grpc/client.js";
 import { brokerService } from "../../services/shared/grpc/proto.js";
 import { waitFor } from "../support/wait-for.js";
-import { ComposeProject, run } from "./compose-project.js";
+import { brokersOnHost, ComposeProject, LOOPBACK, run } from "./compose-project.js";
 
 /** Host ports of this project: away from the defaults and from compose.test.ts's. */
 const HOST_PORTS = {
@@ -32,15 +32,9 @@ const HOST_PORTS = {
   BROKER_2_PORT: 39193,
   BROKER_3_PORT: 39194,
 } as const;
-const LOOPBACK = "127.0.0.1";
 const GATEWAY = `${LOOPBACK}:${HOST_PORTS.GATEWAY_PORT}`;
 const CONTROLLER = `${LOOPBACK}:${HOST_PORTS.CONTROLLER_PORT}`;
-/** Each broker's EXTERNAL listener as published on the host, by broker id. */
-const BROKERS_ON_HOST: Readonly<Record<number, string>> = {
-  1: `${LOOPBACK}:${HOST_PORTS.BROKER_1_PORT}`,
-  2: `${LOOPBACK}:${HOST_PORTS.BROKER_2_PORT}`,
-  3: `${LOOPBACK}:${HOST_PORTS.BROKER_3_PORT}`,
-};
+const BROKERS_ON_HOST = brokersOnHost(HOST_PORTS);
 
 const PARTITIONS = 3;
 const RECORDS = 1000;

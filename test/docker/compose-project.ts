@@ -27,6 +27,42 @@ export const COMPOSE_SERVICES = [
   "prometheus",
 ] as const;
 
+/** The host address every published port is bound to (docker-compose.yml: 127.0.0.1). */
+export const LOOPBACK = "127.0.0.1";
+
+/** The published host ports read by {@link brokersOnHost} and {@link hostEndpoints}. */
+export interface PublishedPorts {
+  readonly GATEWAY_PORT: number;
+  readonly BROKER_1_PORT: number;
+  readonly BROKER_2_PORT: number;
+  readonly BROKER_3_PORT: number;
+}
+
+/** Each broker's EXTERNAL listener as published on the host, by broker id. */
+export function brokersOnHost(ports: PublishedPorts): Readonly<Record<number, string>> {
+  return {
+    1: `${LOOPBACK}:${ports.BROKER_1_PORT}`,
+    2: `${LOOPBACK}:${ports.BROKER_2_PORT}`,
+    3: `${LOOPBACK}:${ports.BROKER_3_PORT}`,
+  };
+}
+
+/** Where the published cluster is reached from the host: the gateway, and a broker by id. */
+export function hostEndpoints(ports: PublishedPorts): {
+  readonly gateway: string;
+  brokerAddress(id: number): string;
+} {
+  const brokers = brokersOnHost(ports);
+  return {
+    gateway: `${LOOPBACK}:${ports.GATEWAY_PORT}`,
+    brokerAddress: (id) => {
+      const address = brokers[id];
+      assert.ok(address, `no broker ${id} in the compose file`);
+      return address;
+    },
+  };
+}
+
 /** scripts/docker-build.sh: may install Docker and build the bases first (apt), ms. */
 export const BUILD_TIMEOUT_MS = 15 * 60_000;
 /** `up -d` (docker-compose v1 waits for the healthy dependencies itself), ms. */

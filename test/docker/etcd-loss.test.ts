@@ -26,7 +26,7 @@ import { unary } from "../../services/shared/grpc/client.js";
 import { Clients, createTopics, fetchAll, uniqueTopic } from "../integration/cluster-helpers.js";
 import type { PartitionInfo } from "../integration/replication-helpers.js";
 import { waitFor } from "../support/wait-for.js";
-import { ComposeProject } from "./compose-project.js";
+import { ComposeProject, hostEndpoints } from "./compose-project.js";
 import {
   ComposeOracleProducer,
   type ComposeEndpoints,
@@ -46,20 +46,7 @@ const HOST_PORTS = {
   BROKER_2_PORT: 26193,
   BROKER_3_PORT: 26194,
 } as const;
-const LOOPBACK = "127.0.0.1";
-const BROKERS_ON_HOST: Readonly<Record<number, string>> = {
-  1: `${LOOPBACK}:${HOST_PORTS.BROKER_1_PORT}`,
-  2: `${LOOPBACK}:${HOST_PORTS.BROKER_2_PORT}`,
-  3: `${LOOPBACK}:${HOST_PORTS.BROKER_3_PORT}`,
-};
-const ENDPOINTS: ComposeEndpoints = {
-  gateway: `${LOOPBACK}:${HOST_PORTS.GATEWAY_PORT}`,
-  brokerAddress: (id) => {
-    const address = BROKERS_ON_HOST[id];
-    assert.ok(address, `no broker ${id} in the compose file`);
-    return address;
-  },
-};
+const ENDPOINTS: ComposeEndpoints = hostEndpoints(HOST_PORTS);
 /**
  * The brokers' failure detection as docker-compose.yml ships it (6 s sessions), except a short
  * fetch backoff and wait so that followers catch up at once after the outage.

@@ -29,7 +29,7 @@ import { ErrorCode } from "../../services/shared/errors.js";
 import { Clients, createTopics, uniqueTopic } from "../integration/cluster-helpers.js";
 import type { PartitionInfo } from "../integration/replication-helpers.js";
 import { waitFor } from "../support/wait-for.js";
-import { ComposeProject, run } from "./compose-project.js";
+import { ComposeProject, hostEndpoints, run } from "./compose-project.js";
 import {
   ComposeOracleProducer,
   type ComposeEndpoints,
@@ -51,21 +51,7 @@ const HOST_PORTS = {
   BROKER_2_PORT: 25193,
   BROKER_3_PORT: 25194,
 } as const;
-const LOOPBACK = "127.0.0.1";
-/** Each broker's EXTERNAL listener as published on the host, by broker id. */
-const BROKERS_ON_HOST: Readonly<Record<number, string>> = {
-  1: `${LOOPBACK}:${HOST_PORTS.BROKER_1_PORT}`,
-  2: `${LOOPBACK}:${HOST_PORTS.BROKER_2_PORT}`,
-  3: `${LOOPBACK}:${HOST_PORTS.BROKER_3_PORT}`,
-};
-const ENDPOINTS: ComposeEndpoints = {
-  gateway: `${LOOPBACK}:${HOST_PORTS.GATEWAY_PORT}`,
-  brokerAddress: (id) => {
-    const address = BROKERS_ON_HOST[id];
-    assert.ok(address, `no broker ${id} in the compose file`);
-    return address;
-  },
-};
+const ENDPOINTS: ComposeEndpoints = hostEndpoints(HOST_PORTS);
 
 /** Broker lease TTL: a killed, paused or detached broker is dead to the controller after this, ms. */
 const SESSION_MS = 3_000;
