@@ -19,19 +19,10 @@ import { cliEnv } from "../support/cli.js";
 import { createClient, unary } from "../../services/shared/grpc/client.js";
 import { brokerService } from "../../services/shared/grpc/proto.js";
 import { waitFor } from "../support/wait-for.js";
-import { brokersOnHost, ComposeProject, LOOPBACK, run } from "./compose-project.js";
+import { brokersOnHost, ComposeProject, LOOPBACK, publishedPorts, run } from "./compose-project.js";
 
 /** Host ports of this project: away from the defaults and from compose.test.ts's. */
-const HOST_PORTS = {
-  GATEWAY_PORT: 39094,
-  GATEWAY_METRICS_PORT: 39103,
-  CONTROLLER_PORT: 39093,
-  CONTROLLER_2_PORT: 39095,
-  PROMETHEUS_PORT: 39090,
-  BROKER_1_PORT: 39192,
-  BROKER_2_PORT: 39193,
-  BROKER_3_PORT: 39194,
-} as const;
+const HOST_PORTS = publishedPorts(39000);
 const GATEWAY = `${LOOPBACK}:${HOST_PORTS.GATEWAY_PORT}`;
 const CONTROLLER = `${LOOPBACK}:${HOST_PORTS.CONTROLLER_PORT}`;
 const BROKERS_ON_HOST = brokersOnHost(HOST_PORTS);

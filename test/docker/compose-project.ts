@@ -30,6 +30,25 @@ export const COMPOSE_SERVICES = [
 /** The host address every published port is bound to (docker-compose.yml: 127.0.0.1). */
 export const LOOPBACK = "127.0.0.1";
 
+/**
+ * The host ports docker-compose.yml publishes (its `*_PORT` variables) for a test project whose
+ * ports lie in their own thousand from `base`: away from the defaults and from the other docker
+ * tests' projects, so they may run one after another (or beside a `docker-compose up`).
+ */
+export function publishedPorts(base: number) {
+  return {
+    GATEWAY_PORT: base + 94,
+    GATEWAY_METRICS_PORT: base + 103,
+    CONTROLLER_PORT: base + 93,
+    CONTROLLER_2_PORT: base + 95,
+    PROMETHEUS_PORT: base + 90,
+    // The brokers' EXTERNAL listeners: published, so they need ports too.
+    BROKER_1_PORT: base + 192,
+    BROKER_2_PORT: base + 193,
+    BROKER_3_PORT: base + 194,
+  } as const;
+}
+
 /** The published host ports read by {@link brokersOnHost} and {@link hostEndpoints}. */
 export interface PublishedPorts {
   readonly GATEWAY_PORT: number;

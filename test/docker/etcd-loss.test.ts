@@ -26,7 +26,7 @@ import { unary } from "../../services/shared/grpc/client.js";
 import { Clients, createTopics, fetchAll, uniqueTopic } from "../integration/cluster-helpers.js";
 import type { PartitionInfo } from "../integration/replication-helpers.js";
 import { waitFor } from "../support/wait-for.js";
-import { ComposeProject, hostEndpoints } from "./compose-project.js";
+import { ComposeProject, hostEndpoints, publishedPorts } from "./compose-project.js";
 import {
   ComposeOracleProducer,
   type ComposeEndpoints,
@@ -36,16 +36,7 @@ import {
 
 const PROJECT = "samsa-etcd-loss-test";
 /** Host ports of this project: away from the defaults and from the other docker tests'. */
-const HOST_PORTS = {
-  GATEWAY_PORT: 26094,
-  GATEWAY_METRICS_PORT: 26103,
-  CONTROLLER_PORT: 26093,
-  CONTROLLER_2_PORT: 26095,
-  PROMETHEUS_PORT: 26090,
-  BROKER_1_PORT: 26192,
-  BROKER_2_PORT: 26193,
-  BROKER_3_PORT: 26194,
-} as const;
+const HOST_PORTS = publishedPorts(26000);
 const ENDPOINTS: ComposeEndpoints = hostEndpoints(HOST_PORTS);
 /**
  * The brokers' failure detection as docker-compose.yml ships it (6 s sessions), except a short
@@ -100,6 +91,9 @@ describe("etcd loss on the compose cluster: one member stopped, then the quorum"
   const clients = new Clients();
   const fresh = new Clients();
   const topic = uniqueTopic("etcd-loss");
+  /** Waits (bounded) until every partition of the topic has its whole ISR. */
+  const isrsFull = (what: string) =>
+    waitForPartitions(clients, ENDPOINTS, topic, PARTITIONS, full, SETTLE_MS, what);
   let producer: ComposeOracleProducer | undefined;
   let electionsBefore = 0;
   let completed = 0;
@@ -208,7 +202,7 @@ describe("etcd loss on the compose cluster: one member stopped, then the quorum"
       },
     ]);
     assert.equal(created!.errorCode, 0, `create ${topic}: ${created!.errorMessage}`);
-    await waitForPartitions(clients, ENDPOINTS, topic, PARTITIONS, full, SETTLE_MS, "full ISRs");
+    await isrsFull("full ISRs");
     producer = new ComposeOracleProducer(clients, ENDPOINTS, topic, PARTITIONS, ORACLE_LIMITS);
     producer.start();
     await producer.waitForMoreAcks(ACKS_PER_PHASE, SETTLE_MS, "acks=all sends before");
@@ -235,15 +229,7 @@ describe("etcd loss on the compose cluster: one member stopped, then the quorum"
     // Not asserted: a broker whose etcd client was on the stopped member may lose its lease
     // while it reconnects, and re-registers (docs/operations.md, "Without etcd").
     const reRegistered = (await leasesLost()) - leasesLostBefore;
-    const isr = await waitForPartitions(
-      clients,
-      ENDPOINTS,
-      topic,
-      PARTITIONS,
-      full,
-      SETTLE_MS,
-      "every ISR still full",
-    );
+    const isr = await isrsFull("every ISR still full");
     t.diagnostic(
       `${FIRST_STOPPED} stopped in ${stoppedMs} ms; CreateTopics took ${create.ms} ms; ` +
         `${producer.ackedCount - ackedAtStop} acks in ${phaseMs} ms; no election; leaders ` +
@@ -323,15 +309,7 @@ describe("etcd loss on the compose cluster: one member stopped, then the quorum"
     const healthyMs = Date.now() - started;
     await p.waitForMoreAcks(ACKS_PER_PHASE, SETTLE_MS, "acks=all after the recovery");
     await p.stop();
-    const settled = await waitForPartitions(
-      clients,
-      ENDPOINTS,
-      topic,
-      PARTITIONS,
-      full,
-      SETTLE_MS,
-      "every ISR full after the recovery",
-    );
+    const settled = await isrsFull("every ISR full after the recovery");
     await checkComposeOracle(clients, fresh, ENDPOINTS, topic, p);
     // As with the local etcd paused (test/integration/etcd-loss.test.ts): the controller's
     // campaign key may expire with the quorum, so one election after it, never a storm.

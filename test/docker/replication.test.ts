@@ -29,7 +29,7 @@ import { ErrorCode } from "../../services/shared/errors.js";
 import { Clients, createTopics, uniqueTopic } from "../integration/cluster-helpers.js";
 import type { PartitionInfo } from "../integration/replication-helpers.js";
 import { waitFor } from "../support/wait-for.js";
-import { ComposeProject, hostEndpoints, run } from "./compose-project.js";
+import { ComposeProject, hostEndpoints, publishedPorts, run } from "./compose-project.js";
 import {
   ComposeOracleProducer,
   type ComposeEndpoints,
@@ -41,16 +41,7 @@ import {
 
 const PROJECT = "samsa-repl-test";
 /** Host ports of this project: away from the defaults and from the other docker tests'. */
-const HOST_PORTS = {
-  GATEWAY_PORT: 25094,
-  GATEWAY_METRICS_PORT: 25103,
-  CONTROLLER_PORT: 25093,
-  CONTROLLER_2_PORT: 25095,
-  PROMETHEUS_PORT: 25090,
-  BROKER_1_PORT: 25192,
-  BROKER_2_PORT: 25193,
-  BROKER_3_PORT: 25194,
-} as const;
+const HOST_PORTS = publishedPorts(25000);
 const ENDPOINTS: ComposeEndpoints = hostEndpoints(HOST_PORTS);
 
 /** Broker lease TTL: a killed, paused or detached broker is dead to the controller after this, ms. */
